@@ -1,0 +1,1 @@
+"""Redline's trainer and evaluation harness. May import `server`'s store and model runtime."""
