@@ -1,0 +1,372 @@
+"""The language server: thin LSP handlers over `Completer` and the capture layer.
+
+Handlers convert LSP params, call plain functions, and return lsprotocol types. The model runs on one
+worker thread; a newer completion request cancels the one in flight, which stops at its next decoding
+step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import unquote
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol, default_converter
+
+import server
+from server import model_store, protocol
+from server.completion import Completer, CompletionConfig, Suggestion
+from server.runtime import CancelToken, Runtime
+from server.settings import Settings
+
+log = logging.getLogger("redline")
+
+
+class _InvalidMessage:
+    """Stands in for a request whose params did not parse; it has been answered already."""
+
+    jsonrpc = "invalid"
+
+
+class RedlineProtocol(LanguageServerProtocol):
+    """pygls answers nothing to a request whose params fail to parse; LSP wants an error reply."""
+
+    def structure_message(self, data):
+        try:
+            return super().structure_message(data)
+        except JsonRpcException as exc:
+            if isinstance(data, dict) and "id" in data and "method" in data:
+                self._send_response(
+                    data["id"],
+                    None,
+                    types.ResponseError(
+                        code=types.ErrorCodes.InvalidParams,
+                        message=f"Invalid params for {data['method']}: {exc}. "
+                        "Check the request against the LSP specification.",
+                    ),
+                )
+                return _InvalidMessage()
+            raise
+
+    def handle_message(self, message):
+        if isinstance(message, _InvalidMessage):
+            return
+        return super().handle_message(message)
+
+
+class RedlineServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__(
+            "redline",
+            server.__version__,
+            protocol_cls=RedlineProtocol,
+            converter_factory=default_converter,
+        )
+        self.settings = Settings()
+        self.cli_model_path: str | None = None
+        self.runtime: Runtime | None = None
+        self.completer: Completer | None = None
+        self.state = "starting"
+        self.state_message = "Loading the model"
+        self.paused = False
+        self.model_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="redline-model")
+        self._inflight: CancelToken | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.shown: dict[str, Suggestion] = {}  # suggestion id -> suggestion, recent ones only
+        self.accepted: list[str] = []  # ids accepted through the command, in order
+
+    def report_server_error(self, error, source):
+        # Malformed messages are logged (the editor's output channel shows stderr); popping a
+        # window at the user for every bad byte would be worse than the bug that sent it.
+        log.error("%s: %s", source.__name__ if hasattr(source, "__name__") else source, error)
+
+    # --- status ------------------------------------------------------------------------------------
+
+    def status_payload(self) -> dict:
+        return {
+            "state": "paused" if self.paused and self.state == "ready" else self.state,
+            "message": self.state_message,
+            "model": self.runtime.version if self.runtime else None,
+        }
+
+    def set_state(self, state: str, message: str = "") -> None:
+        self.state, self.state_message = state, message
+        payload = self.status_payload()
+
+        def send() -> None:
+            try:
+                self.protocol.notify(protocol.NOTIFY_STATUS, payload)
+            except Exception:  # the client may be gone while we shut down
+                log.debug("status notification failed", exc_info=True)
+
+        if self._loop is not None and threading.current_thread() is not threading.main_thread():
+            self._loop.call_soon_threadsafe(send)
+        else:
+            send()
+
+    # --- model -------------------------------------------------------------------------------------
+
+    def load_model(self) -> None:
+        """Runs on the model thread: load (or convert, once) the configured model."""
+        try:
+            folder = model_store.resolve_model_dir(self.settings.model_path, progress=log.info)
+            self.set_state("starting", f"Loading {folder.name}")
+            runtime = Runtime(folder)
+            self.runtime = runtime
+            self.completer = Completer(
+                runtime, CompletionConfig(max_tokens=self.settings.max_suggestion_tokens)
+            )
+            log.info("Model ready: %s (%.0f MB of weights)", folder, runtime.weights_bytes / 1e6)
+            self.set_state("ready", f"{folder.name} ready")
+        except model_store.ModelFolderError as exc:
+            log.error("%s", exc)
+            self.set_state("error", str(exc))
+        except Exception as exc:
+            log.error("Loading the model failed:\n%s", traceback.format_exc())
+            self.set_state("error", f"Loading the model failed: {exc}. See the Redline output.")
+
+    def start_model_load(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.model_executor.submit(self.load_model)
+
+    # --- completion --------------------------------------------------------------------------------
+
+    def document_text(self, uri: str) -> tuple[str, str]:
+        """Text and language of an opened document. Never reads the disk."""
+        doc = self.workspace.text_documents.get(unquote(uri))
+        if doc is None:
+            raise JsonRpcInvalidParams(
+                f"Document {uri} is not open: send textDocument/didOpen before asking about it."
+            )
+        return doc.source, doc.language_id or ""
+
+    async def suggest(self, uri: str, position: types.Position) -> Suggestion | None:
+        text, language = self.document_text(uri)
+        offset = position_to_offset(text, position)
+        if not self.settings.enabled or self.paused:
+            return None
+        if not self.settings.language_enabled(language):
+            return None
+        if len(text) > self.settings.max_document_chars:
+            log.info("No suggestions in %s: %d characters is over the limit", uri, len(text))
+            return None
+        window = text[max(0, offset - 4096) : offset + 1024]
+        if "\x00" in window:
+            log.info("No suggestions in %s: it looks like a binary file", uri)
+            return None
+        if self.completer is None:
+            return None  # still loading, or failed (the status bar says which)
+        previous, token = self._inflight, CancelToken()
+        if previous is not None:
+            previous.cancel()
+        self._inflight = token
+        loop = asyncio.get_running_loop()
+        completer = self.completer
+        try:
+            if self.state == "ready":
+                self.set_state("thinking", "")
+            suggestion = await loop.run_in_executor(
+                self.model_executor, completer.complete, uri, text, offset, language, token
+            )
+        except asyncio.CancelledError:
+            token.cancel()
+            raise
+        finally:
+            if self._inflight is token:
+                self._inflight = None
+                if self.state == "thinking":
+                    self.set_state("ready", "")
+        if token.cancelled or not suggestion.text:
+            return None
+        self.remember(suggestion)
+        return suggestion
+
+    def remember(self, suggestion: Suggestion) -> None:
+        self.shown[suggestion.id] = suggestion
+        while len(self.shown) > 512:
+            self.shown.pop(next(iter(self.shown)))
+
+    def on_accepted(self, suggestion_id: str) -> bool:
+        if suggestion_id not in self.shown:
+            return False
+        self.accepted.append(suggestion_id)
+        if self.completer is not None:
+            self.completer.forget_last()
+        return True
+
+
+def position_to_offset(text: str, position: types.Position) -> int:
+    """Python string index of an LSP position (UTF-16 code units); out of range is an error."""
+    line, character = position.line, position.character
+    if line < 0 or character < 0:
+        raise JsonRpcInvalidParams(f"Position {line}:{character} is negative.")
+    start = 0
+    for _ in range(line):
+        nl = _next_line_break(text, start)
+        if nl is None:
+            raise JsonRpcInvalidParams(
+                f"Line {line} is past the end of the document: resend the document (didOpen/didChange)."
+            )
+        start = nl
+    end = _line_end(text, start)
+    units = 0
+    index = start
+    while units < character:
+        if index >= end:
+            raise JsonRpcInvalidParams(
+                f"Character {character} is past the end of line {line}: positions are UTF-16 code units."
+            )
+        units += 2 if ord(text[index]) > 0xFFFF else 1
+        index += 1
+    if units != character:
+        raise JsonRpcInvalidParams(f"Position {line}:{character} splits a surrogate pair.")
+    return index
+
+
+def _next_line_break(text: str, start: int) -> int | None:
+    """Index just past the next LSP line break (\\n, \\r\\n or \\r) at or after `start`."""
+    end = _line_end(text, start)
+    if end >= len(text):
+        return None
+    return end + 2 if text.startswith("\r\n", end) else end + 1
+
+
+def _line_end(text: str, start: int) -> int:
+    n = text.find("\n", start)
+    r = text.find("\r", start, n if n >= 0 else len(text))
+    if r >= 0:
+        return r
+    return n if n >= 0 else len(text)
+
+
+def make_server() -> RedlineServer:
+    ls = RedlineServer()
+
+    @ls.feature(types.INITIALIZE)
+    def initialize(ls: RedlineServer, params: types.InitializeParams) -> None:
+        ls.settings = ls.settings.merged(params.initialization_options)
+        if ls.cli_model_path:  # the command line wins over the editor's setting
+            ls.settings = ls.settings.merged({"modelPath": ls.cli_model_path})
+
+    @ls.feature(types.INITIALIZED)
+    def initialized(ls: RedlineServer, params: types.InitializedParams) -> None:
+        ls.set_state("starting", "Loading the model")
+        ls.start_model_load()
+
+    @ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(ls: RedlineServer, params: types.DidChangeConfigurationParams):
+        old = ls.settings
+        ls.settings = ls.settings.merged(params.settings)
+        if ls.completer is not None:
+            ls.completer.config.max_tokens = ls.settings.max_suggestion_tokens
+        if ls.settings.model_path != old.model_path and ls.runtime is not None:
+            ls.completer = None
+            ls.set_state("starting", "Loading the new model")
+            ls.model_executor.submit(ls.load_model)
+
+    @ls.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
+    async def inline_completion(
+        ls: RedlineServer, params: types.InlineCompletionParams
+    ) -> types.InlineCompletionList:
+        suggestion = await ls.suggest(params.text_document.uri, params.position)
+        if suggestion is None:
+            return types.InlineCompletionList(items=[])
+        return types.InlineCompletionList(
+            items=[
+                types.InlineCompletionItem(
+                    insert_text=suggestion.text,
+                    range=types.Range(start=params.position, end=params.position),
+                    command=_accept_command(suggestion),
+                )
+            ]
+        )
+
+    @ls.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[]))
+    async def completion(ls: RedlineServer, params: types.CompletionParams) -> types.CompletionList:
+        suggestion = await ls.suggest(params.text_document.uri, params.position)
+        if suggestion is None:
+            return types.CompletionList(is_incomplete=True, items=[])
+        # The editor filters items by the word before the cursor, so the edit replaces that word
+        # with itself plus the suggestion.
+        word = _word_before(suggestion.context.line_prefix)
+        start = types.Position(
+            line=params.position.line,
+            character=params.position.character - len(word.encode("utf-16-le")) // 2,
+        )
+        first_line = suggestion.text.split("\n", 1)[0]
+        item = types.CompletionItem(
+            label=(word + first_line).strip()[:80] or suggestion.text.strip()[:80],
+            kind=types.CompletionItemKind.Text,
+            detail="Redline",
+            documentation=types.MarkupContent(
+                kind=types.MarkupKind.Markdown, value=f"```\n{suggestion.text}\n```"
+            ),
+            filter_text=word + suggestion.text,
+            sort_text="0",
+            text_edit=types.TextEdit(
+                range=types.Range(start=start, end=params.position), new_text=word + suggestion.text
+            ),
+            command=_accept_command(suggestion),
+        )
+        return types.CompletionList(is_incomplete=True, items=[item])
+
+    @ls.command(protocol.CMD_ACCEPTED)
+    def accepted(ls: RedlineServer, suggestion_id: str = "", *rest):
+        if not isinstance(suggestion_id, str) or not suggestion_id:
+            raise JsonRpcInvalidParams(f"{protocol.CMD_ACCEPTED} needs [suggestion_id: string].")
+        return {"known": ls.on_accepted(suggestion_id)}
+
+    @ls.command(protocol.CMD_PAUSE)
+    def pause(ls: RedlineServer, *args):
+        ls.paused = True
+        if ls._inflight is not None:
+            ls._inflight.cancel()
+        ls.set_state(ls.state, "Paused")
+        return ls.status_payload()
+
+    @ls.command(protocol.CMD_RESUME)
+    def resume(ls: RedlineServer, *args):
+        ls.paused = False
+        ls.set_state(ls.state, "")
+        return ls.status_payload()
+
+    @ls.command(protocol.CMD_STATUS)
+    def status(ls: RedlineServer, *args):
+        return ls.status_payload()
+
+    @ls.feature(types.SHUTDOWN)
+    def shutdown(ls: RedlineServer, params=None) -> None:
+        if ls._inflight is not None:
+            ls._inflight.cancel()
+
+    return ls
+
+
+def _accept_command(suggestion: Suggestion) -> types.Command:
+    return types.Command(
+        title="Redline: suggestion accepted",
+        command=protocol.CMD_ACCEPTED,
+        arguments=[suggestion.id],
+    )
+
+
+def _word_before(line_prefix: str) -> str:
+    i = len(line_prefix)
+    while i > 0 and (line_prefix[i - 1].isalnum() or line_prefix[i - 1] == "_"):
+        i -= 1
+    return line_prefix[i:]
+
+
+def serve_stdio(model_path: str | None = None) -> None:
+    model_store.offline()
+    ls = make_server()
+    if model_path:
+        ls.settings = ls.settings.merged({"modelPath": model_path})
+        ls.cli_model_path = model_path
+    ls.start_io()

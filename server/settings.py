@@ -1,0 +1,78 @@
+"""The server's settings: what the editor sends under the `redline` section, validated in one place."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, fields, replace
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LANGUAGES = (
+    "markdown",
+    "plaintext",
+    "python",
+    "javascript",
+    "typescript",
+    "javascriptreact",
+    "typescriptreact",
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: str = ""  # local Hugging Face model folder; "" = the embedded default model
+    enabled: bool = True  # suggestions on/off (pause is a separate, runtime state)
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES  # language ids to suggest in; ("*",) = all
+    max_suggestion_tokens: int = 48  # upper bound on generated tokens per suggestion
+    max_document_chars: int = 4_000_000  # larger documents get no suggestions (and a log line)
+    extra: dict = field(default_factory=dict, compare=False)  # settings this version ignores
+
+    def language_enabled(self, language_id: str) -> bool:
+        return "*" in self.languages or language_id in self.languages
+
+    def merged(self, raw: object) -> "Settings":
+        """These settings updated from the editor's camelCase dict; bad values are logged and ignored."""
+        if not isinstance(raw, dict):
+            return self
+        if isinstance(raw.get("redline"), dict):  # didChangeConfiguration may nest the section
+            raw = raw["redline"]
+        known = {_camel(f.name): f.name for f in fields(self) if f.name != "extra"}
+        changes: dict = {}
+        extra = dict(self.extra)
+        for key, value in raw.items():
+            name = known.get(key)
+            if name is None:
+                extra[key] = value
+                continue
+            try:
+                changes[name] = _coerce(name, value)
+            except (TypeError, ValueError) as exc:
+                log.warning("Ignoring setting redline.%s=%r: %s", key, value, exc)
+        return replace(self, extra=extra, **changes)
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(p.title() for p in rest)
+
+
+def _coerce(name: str, value: object) -> object:
+    if name == "model_path":
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise TypeError("expected a folder path")
+        return value.strip()
+    if name == "enabled":
+        if not isinstance(value, bool):
+            raise TypeError("expected true or false")
+        return value
+    if name == "languages":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise TypeError("expected a list of language ids")
+        return tuple(value)
+    if name in ("max_suggestion_tokens", "max_document_chars"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) < 1:
+            raise ValueError("expected a positive number")
+        return min(int(value), 512) if name == "max_suggestion_tokens" else int(value)
+    return value
