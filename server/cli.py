@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,  # stdout carries LSP messages when serving
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # pygls logs every message at INFO, document text included: too much for an output channel.
+        logging.getLogger("pygls").setLevel(logging.WARNING)
     return args.func(args)
 
 

@@ -80,6 +80,7 @@ class RedlineServer(LanguageServer):
         self._loop: asyncio.AbstractEventLoop | None = None
         self.shown: dict[str, Suggestion] = {}  # suggestion id -> suggestion, recent ones only
         self.accepted: list[str] = []  # ids accepted through the command, in order
+        self.counters = {"requests": 0, "cancelled": 0, "suggested": 0, "empty": 0}
 
     def report_server_error(self, error, source):
         # Malformed messages are logged (the editor's output channel shows stderr); popping a
@@ -93,6 +94,7 @@ class RedlineServer(LanguageServer):
             "state": "paused" if self.paused and self.state == "ready" else self.state,
             "message": self.state_message,
             "model": self.runtime.version if self.runtime else None,
+            "counters": dict(self.counters),
         }
 
     def set_state(self, state: str, message: str = "") -> None:
@@ -176,14 +178,21 @@ class RedlineServer(LanguageServer):
             )
         except asyncio.CancelledError:
             token.cancel()
+            self.counters["cancelled"] += 1
             raise
         finally:
             if self._inflight is token:
                 self._inflight = None
                 if self.state == "thinking":
                     self.set_state("ready", "")
-        if token.cancelled or not suggestion.text:
+        self.counters["requests"] += 1
+        if token.cancelled:
+            self.counters["cancelled"] += 1
             return None
+        if not suggestion.text:
+            self.counters["empty"] += 1
+            return None
+        self.counters["suggested"] += 1
         self.remember(suggestion)
         return suggestion
 
@@ -317,7 +326,8 @@ def make_server() -> RedlineServer:
         return types.CompletionList(is_incomplete=True, items=[item])
 
     @ls.command(protocol.CMD_ACCEPTED)
-    def accepted(ls: RedlineServer, suggestion_id: str = "", *rest):
+    def accepted(ls: RedlineServer, *args):
+        suggestion_id = args[0] if args else None
         if not isinstance(suggestion_id, str) or not suggestion_id:
             raise JsonRpcInvalidParams(f"{protocol.CMD_ACCEPTED} needs [suggestion_id: string].")
         return {"known": ls.on_accepted(suggestion_id)}

@@ -17,7 +17,7 @@ PROSE_LANGUAGES = frozenset(
     {"markdown", "plaintext", "text", "latex", "tex", "restructuredtext", "asciidoc", "git-commit", "org"}
 )
 #: Lines that open a block: a suggestion after them may span several lines.
-BLOCK_OPENERS = (":", "{", "(", "[", "=>", "->")
+BLOCK_OPENERS = (":", "{")
 
 
 @dataclass(frozen=True)
