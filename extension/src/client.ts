@@ -1,0 +1,166 @@
+// Starting and stopping the language client that runs `<python> -m server serve` over stdio.
+
+import * as vscode from 'vscode';
+import {
+    ExecuteCommandRequest,
+    LanguageClient,
+    State as ClientState,
+    TransportKind,
+    type DocumentSelector,
+    type LanguageClientOptions,
+    type ServerOptions,
+} from 'vscode-languageclient/node';
+import {
+    CMD_STATUS,
+    DEFAULT_LANGUAGES,
+    NOTIFY_STATUS,
+    SETTINGS_SECTION,
+    isStatusPayload,
+    type Settings,
+    type StatusPayload,
+} from './protocol';
+import { resolvePython } from './python';
+import { type StatusBar } from './status';
+
+export function readSettings(): Settings {
+    const config = vscode.workspace.getConfiguration(SETTINGS_SECTION);
+    return {
+        modelPath: config.get<string>('modelPath', ''),
+        enabled: config.get<boolean>('enabled', true),
+        languages: config.get<string[]>('languages', DEFAULT_LANGUAGES),
+        maxSuggestionTokens: config.get<number>('maxSuggestionTokens', 48),
+    };
+}
+
+export function documentSelector(languages: string[]): DocumentSelector {
+    const schemes = ['file', 'untitled'];
+    if (languages.includes('*')) {
+        return schemes.map((scheme) => ({ scheme }));
+    }
+    return languages.flatMap((language) => schemes.map((scheme) => ({ scheme, language })));
+}
+
+/** One server process at a time; `restart` replaces it (settings that shape the process may change). */
+export class ServerSession implements vscode.Disposable {
+    private client: LanguageClient | undefined;
+    private stopping = false;
+    private readonly listeners: vscode.Disposable[] = [];
+
+    constructor(
+        private readonly extensionPath: string,
+        private readonly output: vscode.LogOutputChannel,
+        private readonly status: StatusBar,
+    ) {}
+
+    get running(): boolean {
+        return this.client?.state === ClientState.Running;
+    }
+
+    async start(): Promise<void> {
+        const settings = readSettings();
+        const python = resolvePython(
+            vscode.workspace.getConfiguration(SETTINGS_SECTION).get<string>('pythonPath'),
+            process.env,
+            this.extensionPath,
+        );
+        this.output.info(`Starting the server: ${python.command} -m server serve (python from ${python.source})`);
+        this.status.starting();
+
+        const serverOptions: ServerOptions = {
+            command: python.command,
+            args: ['-m', 'server', 'serve'],
+            transport: TransportKind.stdio,
+            // `python -m` puts its working folder first on sys.path; the extension's own folder has no
+            // `server` package to shadow ours (a workspace might). The environment, REDLINE_HOME
+            // included, is inherited unchanged.
+            options: { cwd: this.extensionPath, env: process.env },
+        };
+        const clientOptions: LanguageClientOptions = {
+            documentSelector: documentSelector(settings.languages),
+            initializationOptions: settings,
+            synchronize: { configurationSection: SETTINGS_SECTION },
+            outputChannel: this.output,
+            traceOutputChannel: this.output,
+        };
+        const client = new LanguageClient('redline', 'Redline', serverOptions, clientOptions);
+        this.client = client;
+        this.listeners.push(
+            client.onNotification(NOTIFY_STATUS, (payload: unknown) => {
+                if (isStatusPayload(payload)) {
+                    this.status.show(payload);
+                }
+            }),
+            client.onDidChangeState((event) => {
+                if (event.newState === ClientState.Stopped && !this.stopping && this.client === client) {
+                    this.status.error('The server stopped');
+                }
+            }),
+        );
+        try {
+            await client.start();
+        } catch (err) {
+            this.fail(`Redline could not start its server (${python.command} -m server serve): ${message(err)}`);
+            return;
+        }
+        // The server may have announced its state before our handler saw it: ask once.
+        const now = await this.execute(CMD_STATUS).catch(() => undefined);
+        if (now) {
+            this.status.show(now);
+        }
+    }
+
+    async stop(): Promise<void> {
+        const client = this.client;
+        this.client = undefined;
+        this.listeners.splice(0).forEach((d) => d.dispose());
+        if (!client) {
+            return;
+        }
+        this.stopping = true;
+        try {
+            if (client.state !== ClientState.Stopped) {
+                await client.stop();
+            }
+        } catch (err) {
+            this.output.warn(`Stopping the server: ${message(err)}`);
+        } finally {
+            this.stopping = false;
+        }
+    }
+
+    async restart(): Promise<void> {
+        this.output.info('Restarting the server');
+        await this.stop();
+        await this.start();
+    }
+
+    /** Run one of the server's commands; returns its status payload when it answers with one. */
+    async execute(command: string, args: unknown[] = []): Promise<StatusPayload | undefined> {
+        if (!this.client || !this.running) {
+            throw new Error('the Redline server is not running');
+        }
+        const result: unknown = await this.client.sendRequest(ExecuteCommandRequest.type, {
+            command,
+            arguments: args,
+        });
+        return isStatusPayload(result) ? result : undefined;
+    }
+
+    dispose(): void {
+        void this.stop();
+    }
+
+    private fail(text: string): void {
+        this.output.error(text);
+        this.status.error(text);
+        void vscode.window.showErrorMessage(text, 'Show output').then((choice) => {
+            if (choice) {
+                this.output.show(true);
+            }
+        });
+    }
+}
+
+export function message(err: unknown): string {
+    return err instanceof Error ? err.message : String(err);
+}
