@@ -12,6 +12,7 @@ single worker thread).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from server import model_store
+
+log = logging.getLogger(__name__)
 
 
 class Cancelled(Exception):
@@ -60,6 +63,7 @@ class Generation:
 class RuntimeConfig:
     threads: int = 0  # torch intra-op threads; 0 = all cores
     max_context_tokens: int = 2048  # prompts longer than this keep their last tokens
+    fast_decoder: bool = True  # the lean Llama-family step (server/fast_decoder.py) where it applies
 
 
 @dataclass
@@ -98,6 +102,17 @@ class Runtime:
                 "complete Hugging Face causal language model, or clear `redline.modelPath` to use "
                 "the embedded default."
             ) from exc
+        self.fast = None
+        if self.config.fast_decoder:
+            from server import fast_decoder
+
+            reason = fast_decoder.supports(self.model)
+            if reason is None:
+                self.fast = fast_decoder.FastDecoder(
+                    self.model, max_len=self.config.max_context_tokens + 1024
+                )
+            else:
+                log.info("Generic decoding for %s: the lean decoder does not support %s", self.model_dir, reason)
         self.eos_ids = _eos_ids(self.tokenizer, self.model)
         self.fim = _fim_style(self.tokenizer) if self.info.fim else None
         self.weights_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
@@ -134,7 +149,9 @@ class Runtime:
         state = self._state
         common = _common_prefix(state.ids, ids)
         common = min(common, len(ids) - 1)  # at least one token must be read to get logits
-        if state.cache is None or common == 0:
+        if self.fast is not None:
+            self.fast.crop(common)
+        elif state.cache is None or common == 0:
             state.cache = self._new_cache()
             common = 0
         else:
@@ -152,14 +169,11 @@ class Runtime:
                 if cancel is not None and cancel.cancelled:
                     stop_reason = "cancelled"
                     break
-                inputs = torch.tensor([feed], dtype=torch.long)
-                logits = self.model(
-                    input_ids=inputs, past_key_values=state.cache, use_cache=True, logits_to_keep=1
-                ).logits
+                logits = self._forward(feed)
                 state.ids.extend(feed)
                 if prefill_ms is None:
                     prefill_ms = (time.perf_counter() - started) * 1000
-                token = int(logits[0, -1].argmax())
+                token = int(logits.argmax())
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
                 if token in self.eos_ids:
@@ -190,6 +204,16 @@ class Runtime:
             stop_reason=stop_reason,
         )
 
+    def _forward(self, feed: list[int]):
+        """Read `feed` after the cached tokens; return the next-token logits (1-D)."""
+        if self.fast is not None:  # sized for max_context_tokens plus the longest suggestion
+            return self.fast.forward(feed)
+        inputs = self.torch.tensor([feed], dtype=self.torch.long)
+        out = self.model(
+            input_ids=inputs, past_key_values=self._state.cache, use_cache=True, logits_to_keep=1
+        )
+        return out.logits[0, -1]
+
     def _new_cache(self):
         from transformers import DynamicCache
 
@@ -198,6 +222,8 @@ class Runtime:
     def reset_cache(self) -> None:
         with self.lock:
             self._state = _CacheState()
+            if self.fast is not None:
+                self.fast.crop(0)
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
