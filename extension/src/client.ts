@@ -2,11 +2,12 @@
 
 import * as vscode from 'vscode';
 import {
+    CloseAction,
     ExecuteCommandRequest,
     LanguageClient,
     State as ClientState,
-    TransportKind,
     type DocumentSelector,
+    type ErrorHandler,
     type LanguageClientOptions,
     type ServerOptions,
 } from 'vscode-languageclient/node';
@@ -45,6 +46,8 @@ export class ServerSession implements vscode.Disposable {
     private client: LanguageClient | undefined;
     private stopping = false;
     private readonly listeners: vscode.Disposable[] = [];
+    /** Starts, stops and restarts run one after another (a settings change may come mid-start). */
+    private queue: Promise<void> = Promise.resolve();
 
     constructor(
         private readonly extensionPath: string,
@@ -56,7 +59,29 @@ export class ServerSession implements vscode.Disposable {
         return this.client?.state === ClientState.Running;
     }
 
-    async start(): Promise<void> {
+    start(): Promise<void> {
+        return this.enqueue(() => this.doStart());
+    }
+
+    stop(): Promise<void> {
+        return this.enqueue(() => this.doStop());
+    }
+
+    restart(): Promise<void> {
+        return this.enqueue(async () => {
+            this.output.info('Restarting the server');
+            await this.doStop();
+            await this.doStart();
+        });
+    }
+
+    private enqueue(step: () => Promise<void>): Promise<void> {
+        const next = this.queue.then(step, step);
+        this.queue = next.catch(() => undefined);
+        return next;
+    }
+
+    private async doStart(): Promise<void> {
         const settings = readSettings();
         const python = resolvePython(
             vscode.workspace.getConfiguration(SETTINGS_SECTION).get<string>('pythonPath'),
@@ -68,21 +93,34 @@ export class ServerSession implements vscode.Disposable {
 
         const serverOptions: ServerOptions = {
             command: python.command,
+            // No `transport`: with TransportKind.stdio the client would append `--stdio` to the
+            // arguments, which the server's command line refuses. Without it, stdio is used as is.
             args: ['-m', 'server', 'serve'],
-            transport: TransportKind.stdio,
             // `python -m` puts its working folder first on sys.path; the extension's own folder has no
             // `server` package to shadow ours (a workspace might). The environment, REDLINE_HOME
             // included, is inherited unchanged.
             options: { cwd: this.extensionPath, env: process.env },
+        };
+        // A server that never came up (a wrong interpreter, a missing package) is not restarted:
+        // doStart reports it once. One that ran and then died gets the client's usual restarts.
+        let ran = false;
+        let usual: ErrorHandler | undefined;
+        const errorHandler: ErrorHandler = {
+            error: (error, msg, count) => usual!.error(error, msg, count),
+            closed: () => (ran ? usual!.closed() : { action: CloseAction.DoNotRestart, handled: true }),
         };
         const clientOptions: LanguageClientOptions = {
             documentSelector: documentSelector(settings.languages),
             initializationOptions: settings,
             synchronize: { configurationSection: SETTINGS_SECTION },
             outputChannel: this.output,
+            // LSP traffic goes to the same channel at its `trace` log level: set the Redline output's
+            // log level to Trace to see it; redline.trace.server chooses messages or verbose.
             traceOutputChannel: this.output,
+            errorHandler,
         };
         const client = new LanguageClient('redline', 'Redline', serverOptions, clientOptions);
+        usual = client.createDefaultErrorHandler();
         this.client = client;
         this.listeners.push(
             client.onNotification(NOTIFY_STATUS, (payload: unknown) => {
@@ -91,7 +129,10 @@ export class ServerSession implements vscode.Disposable {
                 }
             }),
             client.onDidChangeState((event) => {
-                if (event.newState === ClientState.Stopped && !this.stopping && this.client === client) {
+                if (event.newState === ClientState.Running) {
+                    ran = true;
+                }
+                if (event.newState === ClientState.Stopped && ran && !this.stopping && this.client === client) {
                     this.status.error('The server stopped');
                 }
             }),
@@ -99,7 +140,10 @@ export class ServerSession implements vscode.Disposable {
         try {
             await client.start();
         } catch (err) {
-            this.fail(`Redline could not start its server (${python.command} -m server serve): ${message(err)}`);
+            this.fail(
+                `Redline could not start its server with ${python.command} (${python.source}): ` +
+                    `${message(err)}. Set redline.pythonPath to the Python that has Redline installed.`,
+            );
             return;
         }
         // The server may have announced its state before our handler saw it: ask once.
@@ -109,7 +153,7 @@ export class ServerSession implements vscode.Disposable {
         }
     }
 
-    async stop(): Promise<void> {
+    private async doStop(): Promise<void> {
         const client = this.client;
         this.client = undefined;
         this.listeners.splice(0).forEach((d) => d.dispose());
@@ -126,12 +170,6 @@ export class ServerSession implements vscode.Disposable {
         } finally {
             this.stopping = false;
         }
-    }
-
-    async restart(): Promise<void> {
-        this.output.info('Restarting the server');
-        await this.stop();
-        await this.start();
     }
 
     /** Run one of the server's commands; returns its status payload when it answers with one. */

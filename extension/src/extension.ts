@@ -14,7 +14,7 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     const status = new StatusBar(CLIENT_COMMANDS.togglePause, CLIENT_COMMANDS.showOutput);
     const current = new ServerSession(context.extensionPath, output, status);
     session = current;
-    context.subscriptions.push(output, status);
+    context.subscriptions.push(output, status, current);
 
     const run = (command: string) => async () => {
         try {

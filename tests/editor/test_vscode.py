@@ -241,23 +241,32 @@ def test_ghost_text_accepted_and_recorded(editor: CodeServer, tmp_path: Path) ->
         "saveTimeoutMs": 15_000,
     }
     started = time.monotonic()
-    run = subprocess.run(
+    # Its own session too, so that a timeout takes Chromium down with the driver.
+    driver = subprocess.Popen(
         [str(NODE), str(DRIVER), json.dumps(spec)],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=420,
+        start_new_session=True,
         env={k: v for k, v in os.environ.items() if not k.startswith("VSCODE_")},
     )
-    lines = run.stdout.strip().splitlines()
+    try:
+        stdout, stderr = driver.communicate(timeout=420)
+    except subprocess.TimeoutExpired:
+        os.killpg(driver.pid, signal.SIGKILL)
+        stdout, stderr = driver.communicate()
+    lines = stdout.strip().splitlines()
     report = json.loads(lines[-1]) if lines else {"ok": False, "error": "the driver printed no report"}
     context = (
-        f"driver exit {run.returncode} after {time.monotonic() - started:.0f} s\n"
-        f"driver log:\n{run.stderr[-4000:]}\n"
+        f"driver exit {driver.returncode} after {time.monotonic() - started:.0f} s\n"
+        f"driver log:\n{stderr[-4000:]}\n"
         f"screenshot: {report.get('screenshot')}\n"
         f"Redline output:\n{editor.redline_log()}\n"
         f"code-server log:\n{_tail(editor.log, 2000)}"
     )
     assert report.get("ok"), f"{report.get('error')}\n{context}"
+    for seen in report["files"]:  # shown with -s, and in the report of a later failure
+        print(f"{seen['name']}: ghost text after {seen['ghostMs']} ms: {seen['ghost']!r}")
 
     for name, before, typed, _timeout in FILES:
         on_disk = (editor.workspace / name).read_text()
