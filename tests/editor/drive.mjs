@@ -24,17 +24,17 @@ const started = Date.now();
 const log = (...parts) => console.error(`[drive ${((Date.now() - started) / 1000).toFixed(1)}s]`, ...parts);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function waitForSaved(file, unsaved, timeoutMs) {
+/** The file's text once it differs from `before` (what was on disk before the save). */
+async function waitForSaved(file, before, timeoutMs) {
     const deadline = Date.now() + timeoutMs;
-    let text = '';
     while (Date.now() < deadline) {
-        text = await readFile(file, 'utf8');
-        if (text !== unsaved) {
+        const text = await readFile(file, 'utf8');
+        if (text !== before) {
             return text;
         }
         await sleep(200);
     }
-    return text;
+    throw new Error(`${file} was not saved within ${timeoutMs} ms`);
 }
 
 async function openFile(page, name) {
@@ -99,7 +99,7 @@ async function main() {
             await page.keyboard.press('Tab');
             await sleep(300); // let the accept command leave before the save
             await page.keyboard.press('Control+S');
-            const saved = await waitForSaved(file, before + spec.typed, args.saveTimeoutMs ?? 10_000);
+            const saved = await waitForSaved(file, before, args.saveTimeoutMs ?? 10_000);
             log(`saved ${spec.name}: ${JSON.stringify(saved.slice(before.length))}`);
             report.files.push({ name: spec.name, ghostMs, ghost: ghostText, saved });
         }
