@@ -17,22 +17,30 @@ around it (for an assignment, the key and the quotes stay: `password = "«redact
 Detectors, in order of precedence where they overlap:
 
 - private key blocks (`-----BEGIN ... PRIVATE KEY-----` to its END line, or to the end of the text
-  when the END line is cut off, and key lines before an END line whose BEGIN was cut off);
-- the known token formats of detect-secrets' regex plugins (AWS, GitHub, GitLab, Slack, Stripe, JWT,
-  SendGrid, Twilio, PyPI, npm, Discord, Telegram, Square, Mailchimp, Azure storage keys, URL
-  passwords), applied to the whole text at once instead of line by line, plus a few formats it lacks
-  (GitHub fine-grained tokens, Google API keys, OpenAI/Anthropic `sk-` keys, Hugging Face `hf_`,
-  npm `npm_`, Stripe test keys, Slack app tokens, `Bearer` and `Authorization:` values);
-- assignments whose key names a secret (password, passwd, pwd, passphrase, secret, token, api_key,
-  access_key, auth_key, private_key, client_secret, credential) with `=`, `:`, `:=`, `=>` or `==`:
-  a quoted literal is always redacted; an unquoted value only when it does not look like code (a bare
-  identifier or attribute without digits such as `str` or `settings.SECRET`, a call, a short
-  number, or a `${...}` style placeholder are kept);
-- high-entropy strings: runs of at least 20 base64/URL-safe characters with letters and digits, mixed
-  case, frequent changes of character class and a Shannon entropy of at least 3.6 bits per character,
-  and runs of at least 32 hex digits with entropy of at least 3.0 (detect-secrets' hex limit).
+  when the END line was cut off, and key lines before an END line whose BEGIN was cut off: a prefix or
+  suffix of a document can start or stop anywhere);
+- known token formats: detect-secrets' regex plugins (AWS, Azure storage, URL passwords, Discord,
+  GitHub, GitLab, JWT, Mailchimp, npm, OpenAI, PyPI, SendGrid, Slack, Square, Stripe, Twilio), run on
+  the whole text at once rather than line by line, each only when a literal it needs occurs in the
+  text; plus formats it lacks (GitHub fine-grained tokens, Google API keys, `sk-` keys, Hugging Face
+  `hf_`, npm `npm_`, Stripe test keys, Slack app tokens, Telegram bot tokens, `Bearer` and
+  `Authorization:` values);
+- assignments whose key names a secret (password/passwd/pwd/passphrase, secret, credential,
+  api/access/auth/private/secret key, and access/auth/api/refresh/session/client/... token; a bare
+  `token` too, but not `max_tokens` or `input_token`) with `=`, `:`, `:=` or `=>`:
+  - a quoted literal is redacted; for keys other than passwords only when it looks like a value
+    (at least 8 characters, not just words like "next_token" or "allowCredentials");
+  - an unquoted value is redacted when it does not look like code: names, attributes and types
+    without digits (`str`, `settings.SECRET_KEY`), calls, short numbers, `${...}` placeholders are
+    kept; YAML needs a blank after the colon. `KEY=value` at the start of a line (.env, shell) is
+    always a literal;
+- high-entropy strings: runs of at least 20 base64/URL-safe characters that `looks_random` (digits,
+  lower and upper case, entropy >= 3.3 bits per character, short fragments or frequent changes of
+  character class), and runs of at least 32 hex digits with digits and letters and entropy >= 3.0.
+  Lower-case-only random strings that are not hex are left to the other detectors.
 
-The placeholders themselves match no detector, so redact(redact(x)) == redact(x).
+Measured on the Python standard library: about 0.6 ms per 4 KB on a 2-core machine. Placeholders are
+never matched again, so redact(redact(x)) == redact(x).
 """
 
 from __future__ import annotations
@@ -61,7 +69,6 @@ from detect_secrets.plugins.sendgrid import SendGridDetector
 from detect_secrets.plugins.slack import SlackDetector
 from detect_secrets.plugins.square_oauth import SquareOAuthDetector
 from detect_secrets.plugins.stripe import StripeDetector
-from detect_secrets.plugins.telegram_token import TelegramBotTokenDetector
 from detect_secrets.plugins.twilio import TwilioKeyDetector
 
 # --- exclusions ------------------------------------------------------------------------------------
@@ -187,6 +194,9 @@ class Finding(NamedTuple):
 
 def placeholder(kind: str) -> str:
     return f"«redacted:{kind}»"
+
+
+_PLACEHOLDER = re.compile(r"«redacted:[a-z_]+»")
 
 
 # Each known format: (kind, compiled pattern, needles). A pattern runs only when one of its needles
@@ -406,6 +416,9 @@ def find_secrets(text: str) -> list[Finding]:
             for h in _HEX_RUN.finditer(token):
                 if _looks_random_hex(h.group()):
                     found.append((m.start() + h.start(), m.start() + h.end(), 3, "high_entropy"))
+    if "«redacted:" in text:  # never redact a placeholder again: redact(redact(x)) == redact(x)
+        kept = [m.span() for m in _PLACEHOLDER.finditer(text)]
+        found = [f for f in found if not any(f[0] < e and s < f[1] for s, e in kept)]
     return _merge(found)
 
 

@@ -104,7 +104,22 @@ class Store:
 
     # --- opening ----------------------------------------------------------------------------------
 
+    def _precheck(self) -> None:
+        """Check the main file alone, without letting SQLite touch its -wal (closing the last
+        connection to a WAL database deletes the -wal, and with it what a salvage could use)."""
+        if not self.path.is_file() or self.path.stat().st_size == 0:
+            return
+        uri = f"file:{pathname2url(str(self.path.resolve()))}?mode=ro&immutable=1"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            check = conn.execute("PRAGMA quick_check").fetchall()
+        finally:
+            conn.close()
+        if check != [("ok",)]:
+            raise CorruptDatabase("; ".join(str(r[0]) for r in check[:3]))
+
     def _connect(self) -> sqlite3.Connection:
+        self._precheck()
         fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
         os.close(fd)
         for suffix in ("", *_SIDE_FILES):
