@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from server.capture.bound import bound, boundaries, continuation, count_units, mode_for_language
 from server.capture.session import Capture
-from server.capture.settle import SettleConfig, classify, cursor_left, is_acceptance, time_reason
+from server.capture.settle import SettleConfig, classify, cursor_left, cursor_window, is_acceptance, outside, time_reason
 from server.capture.tracking import Document, Span, TrackedDocument, diff, utf16_len
 from server.store.records import SuggestionRecord
 
@@ -377,6 +377,19 @@ def test_time_and_cursor_rules():
         SettleConfig(settle_seconds=0)
 
 
+@settings(max_examples=150, deadline=None)
+@given(texts, st.data())
+def test_the_offset_window_agrees_with_cursor_left(text, data):
+    text = text or "x"
+    doc = Document(text)
+    s = data.draw(st.integers(0, len(text) - 1))
+    span = Span("s", s, data.draw(st.integers(s + 1, len(text))))
+    line = data.draw(st.integers(0, doc.line_count - 1))
+    cfg = SettleConfig(cursor_margin_lines=data.draw(st.integers(0, 3)))
+    expected = cursor_left(doc.line_of(span.start), doc.line_of(span.end - 1), line, cfg)
+    assert outside(span, cursor_window(doc, line, cfg)) == expected
+
+
 # --- Capture, event by event -----------------------------------------------------------------------
 
 URI = "file:///work/project/app.py"
@@ -495,6 +508,7 @@ def test_cursor_save_and_close_settle(cap):
     a = shown(cap, "r", 1, 11)
     cap.change(URI, [ins(1, 11, "r")])
     assert cap.cursor(URI, 1, 12) == []
+    assert cap.change(URI, [ins(2, 0, "\n" * 10)]) == []  # one line below: still nearby
     [o] = cap.cursor(URI, 9, 0)
     assert o.suggestion_id == a.id and o.settle_reason == "cursor_left"
     b = shown(cap, " + 1", 1, 12)
@@ -543,3 +557,60 @@ def test_full_document_sync_follows_spans(clock):
     cap.change(URI, [{"text": "x = foo(1, 2)\n"}])
     [o] = cap.settle_all()
     assert (o.suggestion_id, o.kind, o.final_text) == (rec.id, "edited", "foo(1, 2)")
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_capture_survives_random_sessions(data):
+    from server.store.records import OUTCOME_KINDS
+
+    clock = Clock()
+    cap = Capture(None, SettleConfig(settle_seconds=5, cursor_margin_lines=1), clock=clock)
+    language = data.draw(st.sampled_from(["python", "markdown"]))
+    cap.open(URI, data.draw(texts) or "start\n", language)
+    shown_ids: dict[str, str] = {}
+    outcomes = []
+    for _ in range(data.draw(st.integers(1, 30))):
+        doc = cap.document(URI)
+        text = doc.text
+        event = data.draw(st.sampled_from(["edit", "show", "take", "accept", "tick", "save", "cursor"]))
+        if event == "edit":
+            a = valid_offset(text, data.draw(st.integers(0, len(text))))
+            b = valid_offset(text, data.draw(st.integers(a, len(text))))
+            (l1, c1), (l2, c2) = doc.position_at(a), doc.position_at(b)
+            outcomes += cap.change(URI, [rep(l1, c1, l2, c2, data.draw(texts))])
+        elif event == "show":
+            line, ch = doc.position_at(valid_offset(text, data.draw(st.integers(0, len(text)))))
+            y = data.draw(texts.filter(bool))
+            rec = SuggestionRecord(uri=URI, suggestion=y, line=line, character=ch)
+            cap.shown(rec)
+            shown_ids[rec.id] = y
+        elif event == "take" and cap.pending(URI):
+            sid = cap.pending(URI)
+            y = shown_ids[sid]
+            at = cap._docs[URI].pending.offset
+            line, ch = doc.position_at(at)
+            outcomes += cap.change(URI, [ins(line, ch, y[: data.draw(st.integers(1, len(y)))])])
+        elif event == "accept" and shown_ids:
+            cap.accepted(data.draw(st.sampled_from(sorted(shown_ids))))
+        elif event == "tick":
+            clock.t += data.draw(st.sampled_from([0.5, 3, 6]))
+            outcomes += cap.tick()
+        elif event == "save":
+            outcomes += cap.save(URI)
+        elif event == "cursor":
+            line = data.draw(st.integers(0, doc.line_count - 1))
+            outcomes += cap.cursor(URI, line, 0)
+        for s in cap.spans(URI):
+            assert 0 <= s.start < s.end <= len(cap.document(URI))
+    outcomes += cap.settle_all()
+    seen = set()
+    for o in outcomes:
+        assert o.kind in OUTCOME_KINDS and o.suggestion_id in shown_ids
+        assert o.suggestion_id not in seen  # one outcome per suggestion
+        seen.add(o.suggestion_id)
+        if o.kind == "deleted":
+            assert o.final_text == ""
+        if o.kind == "accepted":
+            assert o.final_text == shown_ids[o.suggestion_id]
+    assert cap.spans() == []

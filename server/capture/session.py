@@ -37,7 +37,7 @@ from ..privacy import is_excluded
 from ..store.records import Outcome, SpanRecord, SuggestionRecord
 from .bound import bound, continuation, count_units, mode_for_language
 from .cost import edit_cost
-from .settle import SettleConfig, classify, cursor_left, is_acceptance, time_reason
+from .settle import SettleConfig, classify, cursor_window, is_acceptance, time_reason
 from .tracking import Document, Edit, Span, TrackedDocument, default_join
 
 
@@ -149,12 +149,7 @@ class Capture:
         doc = d.tracked.doc
         if d.pending and doc.offset_at(line, character) != d.pending.offset:
             d.pending = None
-        now = self.clock()
-        out = []
-        for s in list(d.tracked.spans.values()):
-            if cursor_left(doc.line_of(s.start), doc.line_of(max(s.end - 1, s.start)), line, self.config):
-                out += self._settle(d, s, "cursor_left", now)
-        return out
+        return self._left_behind(d, line, self.clock())
 
     # --- suggestions ------------------------------------------------------------------------------
 
@@ -321,13 +316,16 @@ class Capture:
             if accepted is not None:
                 self._mark(new.id, accepted, "inferred", now)
         # An edit is where the user is: spans it left behind are final.
-        doc = d.tracked.doc
-        line = doc.line_of(a)
-        for s in list(d.tracked.spans.values()):
-            if s is new:
-                continue
-            if cursor_left(doc.line_of(s.start), doc.line_of(max(s.end - 1, s.start)), line, self.config):
-                out += self._settle(d, s, "cursor_left", now)
+        out += self._left_behind(d, d.tracked.doc.line_of(a), now, keep=new)
+        return out
+
+    def _left_behind(self, d: _Doc, line: int, now: float, keep: Span | None = None) -> list[Outcome]:
+        """Settle the spans that a cursor (or an edit) on `line` has left (settle.cursor_left)."""
+        lo, hi = cursor_window(d.tracked.doc, line, self.config)
+        gone = [s for s in d.tracked.spans.values() if (s.start >= hi or s.end <= lo) and s is not keep]  # outside()
+        out: list[Outcome] = []
+        for s in gone:
+            out += self._settle(d, s, "cursor_left", now)
         return out
 
     def _start(self, d: _Doc, span: Span, suggestion: str, accepted_text: str | None) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .tracking import Span
+from .tracking import Document, Span
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,23 @@ def cursor_left(first_line: int, last_line: int, line: int, config: SettleConfig
     """Whether a cursor (or edit) on `line` is outside the span's lines widened by the margin."""
     m = config.cursor_margin_lines
     return line < first_line - m or line > last_line + m
+
+
+def cursor_window(doc: Document, line: int, config: SettleConfig) -> tuple[int, int]:
+    """`cursor_left` in offsets, for many spans at once: a span [s, e) has left the window of a
+    cursor on `line` when s >= hi (below it) or e <= lo (above it). Two line lookups per event
+    instead of two per span."""
+    m = config.cursor_margin_lines
+    line = min(max(line, 0), doc.line_count - 1)
+    lo = doc.line_start(max(line - m, 0))
+    below = line + m + 1
+    hi = doc.line_start(below) if below < doc.line_count else len(doc) + 1
+    return lo, hi
+
+
+def outside(span: Span, window: tuple[int, int]) -> bool:
+    lo, hi = window
+    return span.start >= hi or span.end <= lo  # spans are never empty: their last character is end - 1
 
 
 def _is_word_char(c: str) -> bool:

@@ -105,12 +105,14 @@ class Store:
     # --- opening ----------------------------------------------------------------------------------
 
     def _precheck(self) -> None:
-        """Check the main file alone, without letting SQLite touch its -wal (closing the last
-        connection to a WAL database deletes the -wal, and with it what a salvage could use)."""
+        """Check an existing file through a read-only connection first. It takes the usual locks
+        (safe while another process writes) and reads the -wal, but cannot checkpoint: closing it
+        leaves the -wal alone, whereas closing the last read-write connection to a damaged database
+        would fold the -wal into it or delete it, and with it what a salvage could use."""
         if not self.path.is_file() or self.path.stat().st_size == 0:
             return
-        uri = f"file:{pathname2url(str(self.path.resolve()))}?mode=ro&immutable=1"
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None)
+        uri = f"file:{pathname2url(str(self.path.resolve()))}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=10)
         try:
             check = conn.execute("PRAGMA quick_check").fetchall()
         finally:
@@ -134,9 +136,6 @@ class Store:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
-            check = conn.execute("PRAGMA quick_check").fetchall()
-            if check != [("ok",)]:
-                raise CorruptDatabase("; ".join(str(r[0]) for r in check[:3]))
             migrate(sqlite_utils.Database(conn))
         except BaseException:
             conn.close()
