@@ -181,13 +181,12 @@ class Capture:
                 if span.kind == "accepted":
                     self._mark(suggestion_id, meta.accepted_text or meta.suggestion, "command", now)
                     return True
-                # Typed through part of the suggestion, then accepted the rest.
+                # Typed through part of the suggestion, then accepted the rest: the suggestion is
+                # now in the text where the typing began (or near it).
                 y = meta.suggestion
-                if d.tracked.text.startswith(y, span.start):
-                    span.kind, span.units = "accepted", None
-                    span.end, span.updated_at = max(span.end, span.start + len(y)), now
-                    meta.accepted_text = y
-                    d.dirty.add(suggestion_id)
+                at = self._find(d.tracked.doc, span.start, y)
+                if at is not None:
+                    self._start(d, Span(suggestion_id, at, at + len(y), "accepted", d.mode, None, now, now), y, y)
                     self._mark(suggestion_id, y, "command", now)
                     return True
             p = d.pending

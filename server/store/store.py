@@ -304,7 +304,8 @@ class Store:
     # --- settings ---------------------------------------------------------------------------------
 
     def get_setting(self, key: str, default: Any = None) -> Any:
-        row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        with self._lock:
+            row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
         return default if row is None else json.loads(row[0])
 
     def set_setting(self, key: str, value: Any) -> None:
@@ -323,29 +324,34 @@ class Store:
     # --- reading ----------------------------------------------------------------------------------
 
     def suggestion(self, suggestion_id: str) -> dict[str, Any] | None:
-        return next(self.db.query("SELECT * FROM suggestions WHERE id = ?", [suggestion_id]), None)
+        with self._lock:
+            return next(self.db.query("SELECT * FROM suggestions WHERE id = ?", [suggestion_id]), None)
 
     def outcome(self, suggestion_id: str) -> dict[str, Any] | None:
-        return next(self.db.query("SELECT * FROM outcomes WHERE suggestion_id = ?", [suggestion_id]), None)
+        with self._lock:
+            return next(self.db.query("SELECT * FROM outcomes WHERE suggestion_id = ?", [suggestion_id]), None)
 
     def open_spans(self) -> list[SpanRecord]:
         """Spans saved by a server that stopped before settling them."""
-        rows = self.db.query(
-            "SELECT suggestion_id, uri, start, length, text, kind, mode, units, created_at, updated_at"
-            " FROM spans ORDER BY created_at"
-        )
-        return [SpanRecord(**r) for r in rows]
+        with self._lock:
+            rows = self.db.query(
+                "SELECT suggestion_id, uri, start, length, text, kind, mode, units, created_at, updated_at"
+                " FROM spans ORDER BY created_at"
+            )
+            return [SpanRecord(**r) for r in rows]
 
     def triples(
         self, since: float | None = None, until: float | None = None, kinds: Iterable[str] | None = None
     ) -> Iterator[dict[str, Any]]:
         """Settled (x, y, y′) triples in settling order: every suggestions column, then kind,
-        final_text, cost, char_cost, settled_at, settle_reason. Filters on the suggestion's time."""
+        final_text, cost, char_cost, settled_at, settle_reason. Filters on the suggestion's time.
+        Lazy: iterate it on the thread that uses the store."""
         return reports.triples(self.db, since, until, kinds)
 
     def stats(self) -> dict[str, Any]:
         """Counts, acceptance rate and mean edit cost: overall, by language, policy, day and kind."""
-        return reports.stats(self.db)
+        with self._lock:
+            return reports.stats(self.db)
 
     def export(
         self,
@@ -360,7 +366,8 @@ class Store:
         "sft": {"prompt", "completion" = y′}; "preference": {"prompt", "chosen" = y′, "rejected" = y},
         rows where y′ == y skipped (no preference in them). Both keep suggestion_id, kind, cost,
         char_cost, language, policy, model_version, created_at as extra keys."""
-        return reports.export(self.db, Path(path), fmt, since=since, until=until, kinds=kinds)
+        with self._lock:
+            return reports.export(self.db, Path(path), fmt, since=since, until=until, kinds=kinds)
 
     # --- forgetting -------------------------------------------------------------------------------
 
