@@ -21,9 +21,14 @@ from pygls.protocol import LanguageServerProtocol, default_converter
 
 import server
 from server import model_store, protocol
+from server.capture.session import Capture
+from server.capture.settle import SettleConfig
 from server.completion import Completer, CompletionConfig, Suggestion
+from server.privacy import DEFAULT_EXCLUDES, Exclusions
 from server.runtime import CancelToken, Runtime
 from server.settings import Settings
+from server.store.records import SuggestionRecord
+from server.store.store import Store
 
 log = logging.getLogger("redline")
 
@@ -81,6 +86,10 @@ class RedlineServer(LanguageServer):
         self.shown: dict[str, Suggestion] = {}  # suggestion id -> suggestion, recent ones only
         self.accepted: list[str] = []  # ids accepted through the command, in order
         self.counters = {"requests": 0, "cancelled": 0, "suggested": 0, "empty": 0}
+        self.store: Store | None = None
+        self.capture: Capture | None = None
+        self.excluded = Exclusions(DEFAULT_EXCLUDES)
+        self._ticker: asyncio.Task | None = None
 
     def report_server_error(self, error, source):
         # Malformed messages are logged (the editor's output channel shows stderr); popping a
@@ -137,6 +146,57 @@ class RedlineServer(LanguageServer):
         self._loop = asyncio.get_running_loop()
         self.model_executor.submit(self.load_model)
 
+    # --- capture -----------------------------------------------------------------------------------
+
+    def start_capture(self) -> None:
+        """Open the store and settle what a previous run left in flight. Failures only disable capture."""
+        self.excluded = Exclusions(DEFAULT_EXCLUDES, self.settings.exclude)
+        if not self.settings.capture:
+            return
+        try:
+            self.store = Store(excluded=self.excluded)
+        except Exception as exc:
+            log.error("Capture is off: the database could not be opened: %s", exc)
+            self.window_show_message(
+                types.ShowMessageParams(
+                    type=types.MessageType.Error,
+                    message=f"Redline cannot open its database ({exc}); suggestions work, but nothing "
+                    "is recorded. Check the permissions of Redline's data folder.",
+                )
+            )
+            return
+        if self.store.recovered_from is not None:
+            log.warning("%s", self.store.recovery_message)
+            self.window_show_message(
+                types.ShowMessageParams(type=types.MessageType.Warning, message=self.store.recovery_message)
+            )
+        self.capture = Capture(
+            self.store, SettleConfig(settle_seconds=self.settings.settle_seconds), excluded=self.excluded
+        )
+        self.capturing("recover")
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
+
+    async def _tick_forever(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self.capturing("tick")
+
+    def capturing(self, method: str, *args):
+        """Call a capture method; an error there is logged and never reaches the editor's request."""
+        if self.capture is None:
+            return None
+        try:
+            return getattr(self.capture, method)(*args)
+        except Exception:
+            log.error("capture.%s failed:\n%s", method, traceback.format_exc())
+            return None
+
+    def stop_capture(self, reason: str) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        self.capturing("settle_all", reason)
+
     # --- completion --------------------------------------------------------------------------------
 
     def document_text(self, uri: str) -> tuple[str, str]:
@@ -146,15 +206,21 @@ class RedlineServer(LanguageServer):
             raise JsonRpcInvalidParams(
                 f"Document {uri} is not open: send textDocument/didOpen before asking about it."
             )
-        return doc.source, doc.language_id or ""
+        # Capture keeps its own copy with LSP's line breaks (pygls splits lines on more characters
+        # than LSP does, e.g. form feeds, which misplaces incremental edits); prefer it.
+        tracked = self.capture.document(uri) if self.capture is not None else None
+        return (tracked.text if tracked is not None else doc.source), doc.language_id or ""
 
     async def suggest(self, uri: str, position: types.Position) -> Suggestion | None:
         text, language = self.document_text(uri)
         offset = position_to_offset(text, position)
+        self.capturing("cursor", uri, position.line, position.character)
         if not self.settings.enabled or self.paused:
             return None
         if not self.settings.language_enabled(language):
             return None
+        if self.excluded(uri):
+            return None  # secrets live in excluded files: the model does not read them either
         if len(text) > self.settings.max_document_chars:
             log.info("No suggestions in %s: %d characters is over the limit", uri, len(text))
             return None
@@ -194,6 +260,22 @@ class RedlineServer(LanguageServer):
             return None
         self.counters["suggested"] += 1
         self.remember(suggestion)
+        record = SuggestionRecord(
+            id=suggestion.id,
+            uri=uri,
+            suggestion=suggestion.text,
+            prompt=suggestion.prompt,
+            prefix=suggestion.context.prefix,
+            suffix=suggestion.context.suffix,
+            language=language,
+            line=position.line,
+            character=position.character,
+            model_version=suggestion.model_version,
+            policy=suggestion.policy,
+            latency_ms=suggestion.latency_ms,
+        )
+        # Recorded just after the reply goes out: the write never delays the suggestion.
+        loop.call_soon(self.capturing, "shown", record)
         return suggestion
 
     def remember(self, suggestion: Suggestion) -> None:
@@ -205,6 +287,7 @@ class RedlineServer(LanguageServer):
         if suggestion_id not in self.shown:
             return False
         self.accepted.append(suggestion_id)
+        self.capturing("accepted", suggestion_id)
         if self.completer is not None:
             self.completer.forget_last()
         return True
@@ -266,7 +349,25 @@ def make_server() -> RedlineServer:
     @ls.feature(types.INITIALIZED)
     def initialized(ls: RedlineServer, params: types.InitializedParams) -> None:
         ls.set_state("starting", "Loading the model")
+        ls.start_capture()
         ls.start_model_load()
+
+    @ls.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: RedlineServer, params: types.DidOpenTextDocumentParams) -> None:
+        doc = params.text_document
+        ls.capturing("open", doc.uri, doc.text, doc.language_id)
+
+    @ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    def did_change(ls: RedlineServer, params: types.DidChangeTextDocumentParams) -> None:
+        ls.capturing("change", params.text_document.uri, params.content_changes)
+
+    @ls.feature(types.TEXT_DOCUMENT_DID_SAVE)
+    def did_save(ls: RedlineServer, params: types.DidSaveTextDocumentParams) -> None:
+        ls.capturing("save", params.text_document.uri)
+
+    @ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: RedlineServer, params: types.DidCloseTextDocumentParams) -> None:
+        ls.capturing("close", params.text_document.uri)
 
     @ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: RedlineServer, params: types.DidChangeConfigurationParams):
@@ -337,6 +438,7 @@ def make_server() -> RedlineServer:
         ls.paused = True
         if ls._inflight is not None:
             ls._inflight.cancel()
+        ls.capturing("settle_all", "paused")
         ls.set_state(ls.state, "Paused")
         return ls.status_payload()
 
@@ -354,6 +456,7 @@ def make_server() -> RedlineServer:
     def shutdown(ls: RedlineServer, params=None) -> None:
         if ls._inflight is not None:
             ls._inflight.cancel()
+        ls.stop_capture("shutdown")
 
     return ls
 

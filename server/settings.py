@@ -25,6 +25,9 @@ class Settings:
     languages: tuple[str, ...] = DEFAULT_LANGUAGES  # language ids to suggest in; ("*",) = all
     max_suggestion_tokens: int = 48  # upper bound on generated tokens per suggestion
     max_document_chars: int = 4_000_000  # larger documents get no suggestions (and a log line)
+    capture: bool = True  # record what becomes of each suggestion (for learning)
+    settle_seconds: float = 20.0  # an accepted span with no edit inside it for this long is final
+    exclude: tuple[str, ...] = ()  # globs added to the built-in exclusions (.env*, *.pem, *secret*...)
     extra: dict = field(default_factory=dict, compare=False)  # settings this version ignores
 
     def language_enabled(self, language_id: str) -> bool:
@@ -63,13 +66,17 @@ def _coerce(name: str, value: object) -> object:
         if not isinstance(value, str):
             raise TypeError("expected a folder path")
         return value.strip()
-    if name == "enabled":
+    if name in ("enabled", "capture"):
         if not isinstance(value, bool):
             raise TypeError("expected true or false")
         return value
-    if name == "languages":
+    if name == "settle_seconds":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 3600:
+            raise ValueError("expected seconds between 1 and 3600")
+        return float(value)
+    if name in ("languages", "exclude"):
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise TypeError("expected a list of language ids")
+            raise TypeError("expected a list of strings")
         return tuple(value)
     if name in ("max_suggestion_tokens", "max_document_chars"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) < 1:
