@@ -47,6 +47,89 @@ def cmd_model_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(text: str | None) -> float | None:
+    """A time given as an ISO date/time ("2026-11-01", "2026-11-01T09:30") or an age ("7d", "12h")."""
+    import datetime
+    import re
+    import time
+
+    if not text:
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([dhm])", text.strip())
+    if m:
+        unit = {"d": 86400, "h": 3600, "m": 60}[m.group(2)]
+        return time.time() - float(m.group(1)) * unit
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise SystemExit(f"error: cannot read the time {text!r}: use 2026-11-01, 2026-11-01T09:30 or 7d/12h")
+
+
+def _open_store():
+    from server.store.store import Store
+
+    store = Store()
+    if store.recovered_from is not None:
+        print(store.recovery_message, file=sys.stderr)
+    return store
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    """Suggestions, acceptance rate and mean edit cost: overall, by language, by policy, by day."""
+    stats = _open_store().stats()
+    if args.json:
+        print(json.dumps(stats, indent=2, default=str))
+        return 0
+    total = stats.get("total", stats)
+    print(_stats_line("all", total))
+    for section in ("by_language", "by_policy", "by_kind", "by_day"):
+        groups = stats.get(section) or {}
+        if groups:
+            print(f"\n{section.replace('_', ' ')}:")
+            for name, figures in (groups.items() if isinstance(groups, dict) else enumerate(groups)):
+                print(_stats_line(str(name), figures))
+    return 0
+
+
+def _stats_line(name: str, f: dict) -> str:
+    rate = f.get("acceptance_rate")
+    cost = f.get("mean_cost")
+    return (
+        f"  {name:<16} suggestions {f.get('suggestions', 0):>6}  accepted {f.get('accepted', 0):>6}"
+        f"  rate {'-' if rate is None else f'{100 * rate:.0f}%':>5}"
+        f"  settled {f.get('outcomes', 0):>6}  mean edit cost {'-' if cost is None else f'{cost:.3f}'}"
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write settled (context, suggestion, edit) triples as JSONL that trl reads as it is."""
+    n = _open_store().export(args.output, args.format, since=_when(args.since), until=_when(args.until))
+    print(f"wrote {n} rows to {args.output} ({args.format})")
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    """Delete recorded suggestions and edits: all, a time range, or a folder; the space is reclaimed."""
+    if not (args.all or args.since or args.until or args.folder):
+        print("error: say what to forget: --all, --since/--until, or --folder", file=sys.stderr)
+        return 2
+    if args.all and (args.since or args.until or args.folder):
+        print("error: --all cannot be combined with --since, --until or --folder", file=sys.stderr)
+        return 2
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("error: add --yes to confirm (nothing was deleted)", file=sys.stderr)
+            return 2
+        if input("Delete these records for good? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 1
+    n = _open_store().forget(
+        everything=args.all, since=_when(args.since), until=_when(args.until), folder=args.folder
+    )
+    print(f"forgot {n} suggestions and everything recorded about them")
+    return 0
+
+
 def _info_dict(info) -> dict:
     return {
         "path": str(info.path),
@@ -72,6 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = add("serve", cmd_serve)
     serve.add_argument("--model", help="local Hugging Face model folder (default: the embedded model)")
+
+    stats = add("stats", cmd_stats)
+    stats.add_argument("--json", action="store_true", help="machine-readable output")
+    export = add("export", cmd_export)
+    export.add_argument("output", help="JSONL file to write (created 0600)")
+    export.add_argument("--format", choices=["sft", "preference"], default="sft",
+                        help="sft: prompt/completion; preference: prompt/chosen/rejected")
+    export.add_argument("--since", help="only suggestions from this time on (2026-11-01, 7d)")
+    export.add_argument("--until", help="only suggestions before this time")
+    forget = add("forget", cmd_forget)
+    forget.add_argument("--all", action="store_true", help="everything")
+    forget.add_argument("--since", help="suggestions from this time on (2026-11-01, 7d)")
+    forget.add_argument("--until", help="suggestions before this time")
+    forget.add_argument("--folder", help="suggestions made in documents under this folder")
+    forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
     model = sub.add_parser("model", help="prepare and inspect model folders", description="Model folders.")
     model_sub = model.add_subparsers(dest="model_command", required=True, metavar="COMMAND")

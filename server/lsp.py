@@ -170,6 +170,9 @@ class RedlineServer(LanguageServer):
             self.window_show_message(
                 types.ShowMessageParams(type=types.MessageType.Warning, message=self.store.recovery_message)
             )
+        pruned = self.store.prune(self.settings.retention_days)
+        if pruned:
+            log.info("Deleted %d records older than %g days (redline.retentionDays)", pruned, self.settings.retention_days)
         self.capture = Capture(
             self.store, SettleConfig(settle_seconds=self.settings.settle_seconds), excluded=self.excluded
         )

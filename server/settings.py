@@ -27,6 +27,7 @@ class Settings:
     max_document_chars: int = 4_000_000  # larger documents get no suggestions (and a log line)
     capture: bool = True  # record what becomes of each suggestion (for learning)
     settle_seconds: float = 20.0  # an accepted span with no edit inside it for this long is final
+    retention_days: float = 365.0  # older records are deleted at start-up; 0 keeps everything
     exclude: tuple[str, ...] = ()  # globs added to the built-in exclusions (.env*, *.pem, *secret*...)
     extra: dict = field(default_factory=dict, compare=False)  # settings this version ignores
 
@@ -70,6 +71,10 @@ def _coerce(name: str, value: object) -> object:
         if not isinstance(value, bool):
             raise TypeError("expected true or false")
         return value
+    if name == "retention_days":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError("expected a number of days (0 keeps everything)")
+        return float(value)
     if name == "settle_seconds":
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 3600:
             raise ValueError("expected seconds between 1 and 3600")
