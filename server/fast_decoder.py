@@ -10,6 +10,10 @@ the same weights with:
 - rotary embeddings from a precomputed table, applied to q and k together;
 - logits for the last position only.
 
+Adapters (server/lora.py) are served two ways: merged into a copy of the weights for one policy, or
+per row for a batch of policies decoding the same text side by side (the Mixture): the batch shares
+one read of the base weights, which is what a step costs, and adds each row's low-rank update.
+
 It is checked against the transformers model's logits in the tests; models it does not understand
 (`supports` returns a reason) run on the generic path.
 """
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from server.lora import FusedLora
 
 SUPPORTED_TYPES = {"llama", "qwen2", "mistral"}
 
@@ -39,10 +45,12 @@ def supports(model) -> str | None:
     return None
 
 
-class FastDecoder:
-    """Holds fused weights and a preallocated key/value cache for one sequence."""
+class Weights:
+    """The base model's weights in fused form, shared by every decoder built on them."""
 
-    def __init__(self, model, max_len: int = 4096) -> None:
+    NAMES = ("qkv", "o", "gu", "d")
+
+    def __init__(self, model) -> None:
         reason = supports(model)
         if reason:
             raise ValueError(f"FastDecoder cannot run this model: {reason}")
@@ -52,56 +60,125 @@ class FastDecoder:
         self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
         self.eps = cfg.rms_norm_eps
-        self.max_len = max_len
-        dtype = inner.embed_tokens.weight.dtype
-        self.dtype = dtype
+        self.dtype = inner.embed_tokens.weight.dtype
         self.embed = inner.embed_tokens.weight.detach()
         self.norm = inner.norm.weight.detach()
         self.lm_head = model.lm_head.weight.detach()
-        self.layers = []
+        rope = getattr(cfg, "rope_parameters", None) or {}
+        self.theta = rope.get("rope_theta", getattr(cfg, "rope_theta", 10000.0))
+        # Per layer: norms, fused matrices {"qkv", "o", "gu", "d"} and the q/k/v bias if any.
+        self.layers: list[dict] = []
+        self.shapes: list[dict[str, tuple[int, ...]]] = []
         for layer in inner.layers:
             att, mlp = layer.self_attn, layer.mlp
-            qkv = torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight]).detach()
             bias = None
             if att.q_proj.bias is not None:
                 bias = torch.cat([att.q_proj.bias, att.k_proj.bias, att.v_proj.bias]).detach()
             self.layers.append(
-                (
-                    layer.input_layernorm.weight.detach(),
-                    qkv.contiguous(),
-                    bias,
-                    att.o_proj.weight.detach(),
-                    layer.post_attention_layernorm.weight.detach(),
-                    torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach().contiguous(),
-                    mlp.down_proj.weight.detach(),
-                )
+                {
+                    "ln1": layer.input_layernorm.weight.detach(),
+                    "ln2": layer.post_attention_layernorm.weight.detach(),
+                    "bias": bias,
+                    "qkv": torch.cat([att.q_proj.weight, att.k_proj.weight, att.v_proj.weight]).detach().contiguous(),
+                    "o": att.o_proj.weight.detach(),
+                    "gu": torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).detach().contiguous(),
+                    "d": mlp.down_proj.weight.detach(),
+                }
             )
-        rope = getattr(cfg, "rope_parameters", None) or {}
-        theta = rope.get("rope_theta", getattr(cfg, "rope_theta", 10000.0))
-        inv = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float32) / self.head_dim))
+            self.shapes.append(
+                {
+                    "qkv": (att.q_proj.out_features, att.k_proj.out_features, att.v_proj.out_features,
+                            att.q_proj.in_features),
+                    "o": (att.o_proj.out_features, att.o_proj.in_features),
+                    "gu": (mlp.gate_proj.out_features, mlp.up_proj.out_features, mlp.gate_proj.in_features),
+                    "d": (mlp.down_proj.out_features, mlp.down_proj.in_features),
+                }
+            )
+
+    def merged(self, lora: FusedLora | None) -> list[dict]:
+        """Per-layer weights with `lora` added (a copy of the matrices it touches); base when None."""
+        if lora is None:
+            return self.layers
+        out = []
+        for base, delta in zip(self.layers, lora.layers):
+            layer = dict(base)
+            for name, (a, b) in delta.items():
+                layer[name] = torch.addmm(base[name], b, a)
+            out.append(layer)
+        return out
+
+    def bytes_per_token(self) -> int:
+        """Bytes of weights one decoding step reads: every layer, the final norm, the output head.
+
+        The input embedding is a row lookup (one row per token), so it is not counted unless the
+        output head shares it, in which case the head's read is what counts.
+        """
+        total = self.lm_head.numel() * self.lm_head.element_size() + self.norm.numel() * self.norm.element_size()
+        for layer in self.layers:
+            total += sum(t.numel() * t.element_size() for t in layer.values() if t is not None)
+        return total
+
+
+class FastDecoder:
+    """One sequence (or a batch of policies on the same text) with a preallocated key/value cache.
+
+    `lora` merges one adapter into this decoder's weights; `row_loras` (one per batch row, None for the
+    base) applies adapters per row on the shared base weights instead.
+    """
+
+    def __init__(
+        self,
+        model_or_weights,
+        max_len: int = 4096,
+        lora: FusedLora | None = None,
+        row_loras: list[FusedLora | None] | None = None,
+    ) -> None:
+        w = model_or_weights if isinstance(model_or_weights, Weights) else Weights(model_or_weights)
+        self.w = w
+        self.max_len = max_len
+        self.batch = len(row_loras) if row_loras else 1
+        if lora is not None and row_loras:
+            raise ValueError("merge one adapter or apply one per row, not both")
+        self.layers = w.merged(lora)
+        self.row = _stack_rows(row_loras, w) if row_loras else None
+        inv = 1.0 / (w.theta ** (torch.arange(0, w.head_dim, 2, dtype=torch.float32) / w.head_dim))
         freqs = torch.outer(torch.arange(max_len, dtype=torch.float32), inv)
         emb = torch.cat([freqs, freqs], dim=-1)
-        self.cos = emb.cos().to(dtype)
-        self.sin = emb.sin().to(dtype)
-        n_layers = len(self.layers)
-        self.k_cache = torch.zeros(n_layers, self.n_kv, max_len, self.head_dim, dtype=dtype)
-        self.v_cache = torch.zeros_like(self.k_cache)
+        self.cos = emb.cos().to(w.dtype)
+        self.sin = emb.sin().to(w.dtype)
+        shape = (len(self.layers), self.batch, w.n_kv, max_len, w.head_dim)
+        self.k_cache = torch.zeros(shape, dtype=w.dtype)
+        self.v_cache = torch.zeros(shape, dtype=w.dtype)
         self.length = 0  # tokens in the cache
+
+    # Kept for callers that know the decoder by these names.
+    @property
+    def weight_bytes_per_token(self) -> int:
+        return self.w.bytes_per_token()
 
     def crop(self, length: int) -> None:
         """Forget cached positions from `length` on (the rest is overwritten by later tokens)."""
         self.length = max(0, min(length, self.length))
 
+    def _linear(self, x: torch.Tensor, li: int, name: str, bias=None) -> torch.Tensor:
+        y = F.linear(x, self.layers[li][name], bias)
+        if self.row is not None and name in self.row[li]:
+            a, b = self.row[li][name]  # (B, r, in), (B, out, r)
+            y = y + torch.bmm(torch.bmm(x, a.transpose(1, 2)), b.transpose(1, 2))
+        return y
+
     @torch.inference_mode()
     def forward(self, ids: list[int]) -> torch.Tensor:
-        """Append `ids` to the sequence; return the next-token logits after the last of them."""
-        T = len(ids)
+        """Append `ids` to the sequence; return the next-token logits after the last of them:
+        shape (vocab,) for one sequence, (batch, vocab) for a batch of policies."""
+        w = self.w
+        T, B = len(ids), self.batch
         start = self.length
         if start + T > self.max_len:
             raise ValueError(f"sequence of {start + T} tokens exceeds the cache of {self.max_len}")
         end = start + T
-        nh, nkv, hd = self.n_heads, self.n_kv, self.head_dim
-        x = self.embed[torch.tensor(ids, dtype=torch.long)]  # (T, hidden)
+        nh, nkv, hd = w.n_heads, w.n_kv, w.head_dim
+        x = w.embed[torch.tensor(ids, dtype=torch.long)].unsqueeze(0).expand(B, T, -1)
         cos = self.cos[start:end].unsqueeze(1)  # (T, 1, hd)
         sin = self.sin[start:end].unsqueeze(1)
         half = hd // 2
@@ -109,36 +186,48 @@ class FastDecoder:
         if T > 1:
             # Query i (at position start+i) sees keys 0..start+i.
             mask = torch.ones(T, end, dtype=torch.bool).tril(diagonal=start)
-        for li, (ln1, wqkv, bqkv, wo, ln2, wgu, wd) in enumerate(self.layers):
-            h = F.rms_norm(x, (x.shape[-1],), ln1, self.eps)
-            qkv = F.linear(h, wqkv, bqkv).view(T, nh + 2 * nkv, hd)
-            qk = qkv[:, : nh + nkv]
+        hidden = x.shape[-1]
+        for li, layer in enumerate(self.layers):
+            h = F.rms_norm(x, (hidden,), layer["ln1"], w.eps)
+            qkv = self._linear(h, li, "qkv", layer["bias"]).view(B, T, nh + 2 * nkv, hd)
+            qk = qkv[:, :, : nh + nkv]
             rotated = torch.cat((-qk[..., half:], qk[..., :half]), dim=-1)
             qk = qk * cos + rotated * sin  # rotary embedding on q and k at once
-            q = qk[:, :nh].transpose(0, 1)  # (nh, T, hd)
-            self.k_cache[li, :, start:end] = qk[:, nh:].transpose(0, 1)
-            self.v_cache[li, :, start:end] = qkv[:, nh + nkv :].transpose(0, 1)
-            k = self.k_cache[li, :, :end]
-            v = self.v_cache[li, :, :end]
+            q = qk[:, :, :nh].transpose(1, 2)  # (B, nh, T, hd)
+            self.k_cache[li, :, :, start:end] = qk[:, :, nh:].transpose(1, 2)
+            self.v_cache[li, :, :, start:end] = qkv[:, :, nh + nkv :].transpose(1, 2)
             att = F.scaled_dot_product_attention(
-                q.unsqueeze(0), k.unsqueeze(0), v.unsqueeze(0), attn_mask=mask, enable_gqa=nkv != nh
+                q, self.k_cache[li, :, :, :end], self.v_cache[li, :, :, :end],
+                attn_mask=mask, enable_gqa=nkv != nh,
             )
-            x = x + F.linear(att[0].transpose(0, 1).reshape(T, nh * hd), wo)
-            h = F.rms_norm(x, (x.shape[-1],), ln2, self.eps)
-            gate, up = F.linear(h, wgu).chunk(2, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, wd)
+            x = x + self._linear(att.transpose(1, 2).reshape(B, T, nh * hd), li, "o")
+            h = F.rms_norm(x, (hidden,), layer["ln2"], w.eps)
+            gate, up = self._linear(h, li, "gu").chunk(2, dim=-1)
+            x = x + self._linear(F.silu(gate) * up, li, "d")
         self.length = end
-        last = F.rms_norm(x[-1], (x.shape[-1],), self.norm, self.eps)
-        return F.linear(last, self.lm_head)
+        last = F.rms_norm(x[:, -1], (hidden,), w.norm, w.eps)
+        logits = F.linear(last, w.lm_head)
+        return logits[0] if B == 1 else logits
 
-    @property
-    def weight_bytes_per_token(self) -> int:
-        """Bytes of weights one decoding step reads: every layer, the final norm, the output head.
 
-        The input embedding is a row lookup (one row per token), so it is not counted unless the
-        output head shares it, in which case the head's read is what counts.
-        """
-        total = self.lm_head.numel() * self.lm_head.element_size() + self.norm.numel() * self.norm.element_size()
-        for tensors in self.layers:
-            total += sum(t.numel() * t.element_size() for t in tensors if t is not None)
-        return total
+def _stack_rows(row_loras: list[FusedLora | None], w: Weights) -> list[dict]:
+    """Per layer and fused weight: A (B, r, in) and B (B, out, r), zero-padded to the largest rank;
+    a row without an adapter (the base policy) gets zeros."""
+    out = []
+    for li, shape in enumerate(w.shapes):
+        stacked = {}
+        for name in Weights.NAMES:
+            pairs = [lo.layers[li].get(name) if lo is not None else None for lo in row_loras]
+            if not any(p is not None for p in pairs):
+                continue
+            r = max(p[0].shape[0] for p in pairs if p is not None)
+            fan_in, fan_out = shape[name][-1], sum(shape[name][:-1])
+            A = torch.zeros(len(pairs), r, fan_in, dtype=w.dtype)
+            Bm = torch.zeros(len(pairs), fan_out, r, dtype=w.dtype)
+            for i, p in enumerate(pairs):
+                if p is not None:
+                    A[i, : p[0].shape[0]] = p[0]
+                    Bm[i, :, : p[1].shape[1]] = p[1]
+            stacked[name] = (A, Bm)
+        out.append(stacked)
+    return out

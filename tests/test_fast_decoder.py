@@ -51,3 +51,62 @@ def test_refuses_what_it_does_not_understand():
     assert "rope type" in supports(model)
     with pytest.raises(ValueError, match="cannot run"):
         FastDecoder(model)
+
+
+def _tiny_with_adapter(tmp_path, kind="llama", targets="all-linear", rslora=False):
+    from peft import LoraConfig, get_peft_model
+
+    base = _tiny(kind)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=targets, init_lora_weights=False, use_rslora=rslora)
+    peft_model = get_peft_model(_tiny(kind), cfg).eval()
+    peft_model.save_pretrained(tmp_path / "adapter")
+    return base, peft_model, tmp_path / "adapter"
+
+
+@pytest.mark.parametrize("kind,targets,rslora", [("llama", "all-linear", False), ("qwen2", ["q_proj", "v_proj", "down_proj"], True)])
+def test_merged_adapter_matches_peft(tmp_path, kind, targets, rslora):
+    from server.fast_decoder import Weights
+    from server.lora import load_adapter
+
+    base, peft_model, folder = _tiny_with_adapter(tmp_path, kind, targets, rslora)
+    weights = Weights(base)
+    lora = load_adapter(folder, weights.shapes)
+    ids = list(range(1, 40))
+    with torch.inference_mode():
+        want = peft_model(torch.tensor([ids])).logits[0, -1]
+        plain = base(torch.tensor([ids])).logits[0, -1]
+    dec = FastDecoder(weights, max_len=64, lora=lora)
+    got = dec.forward(ids)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    assert (want - plain).abs().max() > 1e-3  # the adapter does change the output
+    # The base weights are untouched: a decoder without the adapter still gives the base logits.
+    torch.testing.assert_close(FastDecoder(weights, max_len=64).forward(ids), plain, atol=1e-4, rtol=1e-4)
+
+
+def test_policies_side_by_side_in_one_batch(tmp_path):
+    from server.fast_decoder import Weights
+    from server.lora import load_adapter
+
+    base, peft_model, folder = _tiny_with_adapter(tmp_path)
+    weights = Weights(base)
+    lora = load_adapter(folder, weights.shapes)
+    ids = list(range(5, 30))
+    batch = FastDecoder(weights, max_len=64, row_loras=[None, lora])
+    step1 = batch.forward(ids[:-1])
+    step2 = batch.forward(ids[-1:])  # decoding continues from each row's own cache
+    with torch.inference_mode():
+        for out, pos in ((step1, -2), (step2, -1)):
+            torch.testing.assert_close(out[0], base(torch.tensor([ids])).logits[0, pos], atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(out[1], peft_model(torch.tensor([ids])).logits[0, pos], atol=1e-4, rtol=1e-4)
+
+
+def test_adapter_for_other_modules_is_refused(tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    from server.fast_decoder import Weights
+    from server.lora import AdapterError, load_adapter
+
+    model = get_peft_model(_tiny("llama"), LoraConfig(r=2, target_modules=["lm_head"])).eval()
+    model.save_pretrained(tmp_path / "a")
+    with pytest.raises(AdapterError, match="lm_head|does not serve"):
+        load_adapter(tmp_path / "a", Weights(_tiny("llama")).shapes)
