@@ -47,7 +47,13 @@ class Completer:
         self._last: _Last | None = None
 
     def complete(
-        self, uri: str, text: str, offset: int, language: str, cancel: CancelToken | None = None
+        self,
+        uri: str,
+        text: str,
+        offset: int,
+        language: str,
+        cancel: CancelToken | None = None,
+        policy: str = "base",
     ) -> Suggestion:
         started = time.perf_counter()
         before = text[:offset]
@@ -61,6 +67,7 @@ class Completer:
             max_new_tokens=self.config.max_tokens,
             stop=lambda so_far: stop_at(ctx, so_far),
             cancel=cancel,
+            policy=policy,
         )
         suggestion = Suggestion(
             id=uuid.uuid4().hex,
@@ -70,6 +77,7 @@ class Completer:
             latency_ms=(time.perf_counter() - started) * 1000,
             generation=gen,
             model_version=self.runtime.version,
+            policy=policy,
         )
         if suggestion.text and gen.stop_reason != "cancelled":
             self._last = _Last(uri, before, suggestion)

@@ -66,10 +66,18 @@ class RuntimeConfig:
     fast_decoder: bool = True  # the lean Llama-family step (server/fast_decoder.py) where it applies
 
 
+BASE = "base"
+MIXTURE = "mixture"
+
+
 @dataclass
-class _CacheState:
-    ids: list[int] = field(default_factory=list)  # tokens whose keys/values are in `cache`
-    cache: object | None = None
+class _Slot:
+    """A sequence being decoded: its tokens, and how to extend or shorten its key/value cache."""
+
+    decoder: object | None  # the FastDecoder behind it, if any
+    forward: Callable[[list[int]], object]  # read tokens after the cached ones -> next-token scores
+    crop: Callable[[int], None]  # keep the first n cached tokens
+    ids: list[int] = field(default_factory=list)  # tokens whose keys/values are in the cache
 
 
 class Runtime:
@@ -80,7 +88,6 @@ class Runtime:
         self.info = model_store.validate_model_folder(model_dir)
         self.model_dir = Path(model_dir)
         self.lock = threading.Lock()
-        self._state = _CacheState()
         self._load()
 
     def _load(self) -> None:
@@ -102,21 +109,161 @@ class Runtime:
                 "complete Hugging Face causal language model, or clear `redline.modelPath` to use "
                 "the embedded default."
             ) from exc
-        self.fast = None
+        self.weights = None  # fused base weights for the lean decoder, when it applies
         if self.config.fast_decoder:
             from server import fast_decoder
 
             reason = fast_decoder.supports(self.model)
             if reason is None:
-                self.fast = fast_decoder.FastDecoder(
-                    self.model, max_len=self.config.max_context_tokens + 1024
-                )
+                self.weights = fast_decoder.Weights(self.model)
             else:
                 log.info("Generic decoding for %s: the lean decoder does not support %s", self.model_dir, reason)
+        self.adapters: dict[str, object] = {BASE: None}  # policy -> adapter (FusedLora or peft name)
+        self.mixture_weights: dict[str, float] = {}
+        self.version_id: str | None = None
+        self._slots: dict[str, _Slot] = {}
+        self._single_policy = BASE
         self.eos_ids = _eos_ids(self.tokenizer, self.model)
         self.fim = _fim_style(self.tokenizer) if self.info.fim else None
         self.weights_bytes = sum(p.numel() * p.element_size() for p in self.model.parameters())
         self.version = f"base:{self.model_dir.name}"
+
+    @property
+    def fast(self):
+        """The single-policy lean decoder, when the model has one (for figures such as bytes read)."""
+        slot = self._single_slot() if self.weights is not None else None
+        return slot.decoder if slot is not None else None
+
+    # --- policies ----------------------------------------------------------------------------------
+
+    def policies(self) -> list[str]:
+        """The policies this runtime can answer with: base, each loaded adapter, and the Mixture."""
+        return list(self.adapters) + ([MIXTURE] if self.mixture_weights else [])
+
+    def use_version(self, version) -> list[str]:
+        """Serve the adapters of `version` (server.versions.Version, or None for the base model only).
+
+        Loads everything first and swaps at the end under the lock, so a request in flight finishes
+        on the old policies and the next one starts on the new. Returns the policies now served."""
+        adapters: dict[str, object] = {BASE: None}
+        mixture: dict[str, float] = {}
+        if version is not None:
+            served = [p for p in version.served if p not in (BASE, MIXTURE)]
+            for policy in served:
+                folder = version.adapters.get(policy)
+                if folder is None or not folder.is_dir():
+                    log.warning("Version %s marks %s served but has no adapter for it", version.id, policy)
+                    continue
+                adapters[policy] = self._load_adapter(policy, folder)
+            if MIXTURE in version.served and self.weights is not None:
+                weights = {p: w for p, w in version.mixture_weights.items() if p in adapters and w > 0}
+                total = sum(weights.values())
+                if len(weights) > 1 and total > 0:
+                    mixture = {p: w / total for p, w in weights.items()}
+        with self.lock:
+            self.adapters, self.mixture_weights = adapters, mixture
+            self.version_id = version.id if version is not None else None
+            self.version = version.id if version is not None else f"base:{self.model_dir.name}"
+            self._slots.clear()
+            self._single_policy = BASE
+        return self.policies()
+
+    def _load_adapter(self, policy: str, folder: Path):
+        if self.weights is not None:
+            from server.lora import load_adapter
+
+            return load_adapter(folder, self.weights.shapes)
+        # Generic path: peft holds the adapters and switches between them.
+        from peft import PeftModel
+
+        if not hasattr(self.model, "peft_config"):
+            self.model = PeftModel.from_pretrained(self.model, folder, adapter_name=policy).eval()
+        else:
+            self.model.load_adapter(folder, adapter_name=policy)
+        return policy
+
+    # --- decoding slots: one sequence's cache and how to extend it --------------------------------
+
+    def _single_slot(self) -> "_Slot":
+        slot = self._slots.get("single")
+        if slot is None:
+            from server.fast_decoder import FastDecoder
+
+            decoder = FastDecoder(self.weights, max_len=self._max_len())
+            slot = _Slot(decoder=decoder, forward=decoder.forward, crop=decoder.crop)
+            self._slots["single"] = slot
+        return slot
+
+    def _max_len(self) -> int:
+        return self.config.max_context_tokens + 512 + 8  # the prompt plus the longest suggestion
+
+    def _slot_for(self, policy: str) -> "_Slot":
+        if policy == MIXTURE:
+            return self._mixture_slot()
+        if self.weights is None:
+            return self._generic_slot(policy)
+        slot = self._single_slot()
+        if policy != self._single_policy:
+            from server.fast_decoder import FastDecoder
+
+            # Another policy's weights: its keys and values differ too, so the cache starts over.
+            decoder = slot.decoder
+            decoder.layers = decoder.w.merged(self.adapters[policy])
+            decoder.crop(0)
+            slot.ids = []
+            self._single_policy = policy
+        return slot
+
+    def _mixture_slot(self) -> "_Slot":
+        slot = self._slots.get(MIXTURE)
+        if slot is None:
+            from server.fast_decoder import FastDecoder
+
+            names = list(self.mixture_weights)
+            decoder = FastDecoder(self.weights, max_len=self._max_len(), row_loras=[self.adapters[p] for p in names])
+            alphas = self.torch.tensor([self.mixture_weights[p] for p in names]).unsqueeze(1)
+
+            def forward(feed: list[int]):
+                # A token-level mixture: Σ_k α_k π_k(token), then the most likely token.
+                probs = self.torch.softmax(decoder.forward(feed), dim=-1)
+                return (alphas * probs).sum(dim=0)
+
+            slot = _Slot(decoder=decoder, forward=forward, crop=decoder.crop)
+            self._slots[MIXTURE] = slot
+        return slot
+
+    def _generic_slot(self, policy: str) -> "_Slot":
+        key = f"generic:{policy}"
+        slot = self._slots.get(key)
+        if slot is None:
+            self._slots = {k: v for k, v in self._slots.items() if not k.startswith("generic:")}
+            state = {"cache": None}
+
+            def crop(n: int) -> None:
+                if n == 0 or state["cache"] is None:
+                    state["cache"] = self._new_cache()
+                    return
+                extra = state["cache"].get_seq_length() - n
+                if extra > 0:
+                    state["cache"].crop(-extra)
+
+            def forward(feed: list[int]):
+                import contextlib
+
+                inputs = self.torch.tensor([feed], dtype=self.torch.long)
+                ctx = contextlib.nullcontext()
+                if hasattr(self.model, "peft_config"):
+                    if policy == BASE:
+                        ctx = self.model.disable_adapter()
+                    else:
+                        self.model.set_adapter(policy)
+                with ctx:
+                    out = self.model(input_ids=inputs, past_key_values=state["cache"], use_cache=True, logits_to_keep=1)
+                return out.logits[0, -1]
+
+            slot = _Slot(decoder=None, forward=forward, crop=crop)
+            self._slots[key] = slot
+        return slot
 
     # --- tokens ------------------------------------------------------------------------------------
 
@@ -134,30 +281,25 @@ class Runtime:
         max_new_tokens: int,
         stop: Callable[[str], int | None] | None = None,
         cancel: CancelToken | None = None,
+        policy: str = "base",
     ) -> Generation:
         with self.lock:
-            return self._generate(prompt, max_new_tokens, stop, cancel)
+            if policy not in self.adapters and not (policy == MIXTURE and self.mixture_weights):
+                policy = BASE  # a policy from a version no longer served
+            return self._generate(prompt, max_new_tokens, stop, cancel, self._slot_for(policy))
 
-    def _generate(self, prompt, max_new_tokens, stop, cancel) -> Generation:
+    def _generate(self, prompt, max_new_tokens, stop, cancel, slot: "_Slot") -> Generation:
         torch = self.torch
         started = time.perf_counter()
         ids = self.encode(prompt)
         if len(ids) > self.config.max_context_tokens:
             ids = ids[-self.config.max_context_tokens :]
         if not ids:
-            ids = [self.eos_ids[0]]
-        state = self._state
+            ids = [next(iter(self.eos_ids))]
+        state = slot
         common = _common_prefix(state.ids, ids)
         common = min(common, len(ids) - 1)  # at least one token must be read to get logits
-        if self.fast is not None:
-            self.fast.crop(common)
-        elif state.cache is None or common == 0:
-            state.cache = self._new_cache()
-            common = 0
-        else:
-            extra = state.cache.get_seq_length() - common
-            if extra > 0:
-                state.cache.crop(-extra)
+        slot.crop(common)
         state.ids = ids[:common]
         out: list[int] = []
         text = ""
@@ -169,7 +311,7 @@ class Runtime:
                 if cancel is not None and cancel.cancelled:
                     stop_reason = "cancelled"
                     break
-                logits = self._forward(feed)
+                logits = slot.forward(feed)
                 state.ids.extend(feed)
                 if prefill_ms is None:
                     prefill_ms = (time.perf_counter() - started) * 1000
@@ -204,16 +346,6 @@ class Runtime:
             stop_reason=stop_reason,
         )
 
-    def _forward(self, feed: list[int]):
-        """Read `feed` after the cached tokens; return the next-token logits (1-D)."""
-        if self.fast is not None:  # sized for max_context_tokens plus the longest suggestion
-            return self.fast.forward(feed)
-        inputs = self.torch.tensor([feed], dtype=self.torch.long)
-        out = self.model(
-            input_ids=inputs, past_key_values=self._state.cache, use_cache=True, logits_to_keep=1
-        )
-        return out.logits[0, -1]
-
     def _new_cache(self):
         from transformers import DynamicCache
 
@@ -221,9 +353,9 @@ class Runtime:
 
     def reset_cache(self) -> None:
         with self.lock:
-            self._state = _CacheState()
-            if self.fast is not None:
-                self.fast.crop(0)
+            for slot in self._slots.values():
+                slot.crop(0)
+                slot.ids = []
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
