@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import unquote
 
 from lsprotocol import types
@@ -20,7 +22,9 @@ from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol, default_converter
 
 import server
-from server import model_store, protocol
+from server import model_store, protocol, versions
+from server.bandit import Bandit
+from server.trainer_process import TrainerProcess, TrainResult
 from server.capture.session import Capture
 from server.capture.settle import SettleConfig
 from server.completion import Completer, CompletionConfig, Suggestion
@@ -90,6 +94,14 @@ class RedlineServer(LanguageServer):
         self.capture: Capture | None = None
         self.excluded = Exclusions(DEFAULT_EXCLUDES)
         self._ticker: asyncio.Task | None = None
+        self.bandit: Bandit | None = None
+        self.version = None  # the active versions.Version, if any
+        self.trainer: TrainerProcess | None = None
+        self.training: dict | None = None  # progress of a run, for the status payload
+        self._progress_token: str | None = None
+        self._pointer_mtime: float | None = None
+        self._last_request_at = 0.0
+        self._edits_since_train = 0
 
     def report_server_error(self, error, source):
         # Malformed messages are logged (the editor's output channel shows stderr); popping a
@@ -104,7 +116,25 @@ class RedlineServer(LanguageServer):
             "message": self.state_message,
             "model": self.runtime.version if self.runtime else None,
             "counters": dict(self.counters),
+            "version": self.version_summary(),
+            "training": self.training,
         }
+
+    def version_summary(self) -> dict | None:
+        if self.runtime is None:
+            return None
+        v = self.version
+        summary = {
+            "id": self.runtime.version,
+            "policies": self.runtime.policies(),
+            "trained_at": v.manifest.get("committed_at") if v else None,
+            "edits": (v.read_json("edits.json", {}) or {}).get("counts") if v else None,
+            "validation": {p: f.get("cost") for p, f in v.validation.items()} if v else {},
+        }
+        if self.bandit is not None:
+            snap = self.bandit.snapshot()
+            summary["bandit"] = {"episodes": snap["episodes"], "arms": snap["arms"]}
+        return summary
 
     def set_state(self, state: str, message: str = "") -> None:
         self.state, self.state_message = state, message
@@ -130,6 +160,7 @@ class RedlineServer(LanguageServer):
             self.set_state("starting", f"Loading {folder.name}")
             runtime = Runtime(folder)
             self.runtime = runtime
+            self.activate_version()
             self.completer = Completer(
                 runtime, CompletionConfig(max_tokens=self.settings.max_suggestion_tokens)
             )
@@ -141,6 +172,42 @@ class RedlineServer(LanguageServer):
         except Exception as exc:
             log.error("Loading the model failed:\n%s", traceback.format_exc())
             self.set_state("error", f"Loading the model failed: {exc}. See the Redline output.")
+
+    def activate_version(self) -> None:
+        """Runs on the model thread: serve the active model version's policies, and start the Late
+        bandit from its validation costs and the costs recorded since it went live."""
+        runtime = self.runtime
+        if runtime is None:
+            return
+        try:
+            self._pointer_mtime = _mtime(versions.versions_root() / versions.POINTER)
+            version = versions.active()
+        except versions.VersionError as exc:
+            log.error("Serving the base model: %s", exc)
+            version = None
+        if version is not None and Path(version.base_model).resolve() != runtime.model_dir.resolve():
+            log.warning("Version %s was trained on %s, not %s: serving the base model",
+                        version.id, version.base_model, runtime.model_dir)
+            version = None
+        try:
+            served = runtime.use_version(version)
+        except Exception as exc:
+            log.error("Version %s could not be loaded (%s): serving the base model", version and version.id, exc)
+            version, served = None, runtime.use_version(None)
+        self.version = version
+        validation = {p: ((version.validation.get(p) or {}).get("cost") if version else None) for p in served}
+        observations = []
+        if self.store is not None and version is not None:
+            try:
+                observations = [
+                    (r["policy"], r["language"], r["cost"], r["model_version"])
+                    for r in self.store.triples(since=version.manifest.get("committed_at"))
+                ]
+            except Exception:
+                log.exception("reading recorded costs for the bandit failed")
+        self.bandit = Bandit.from_observations(runtime.version, validation, observations, policies=served)
+        if version is not None:
+            log.info("Model version %s active: serving %s", version.id, ", ".join(served))
 
     def start_model_load(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -180,19 +247,135 @@ class RedlineServer(LanguageServer):
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
 
     async def _tick_forever(self) -> None:
+        n = 0
         while True:
             await asyncio.sleep(1.0)
             self.capturing("tick")
+            n += 1
+            if n % 5 == 0:
+                self.check_versions()
+                self.maybe_auto_retrain()
+
+    def check_versions(self) -> None:
+        """A version activated from outside (`redline train`, `redline model rollback`): serve it."""
+        if self.runtime is None:
+            return
+        mtime = _mtime(versions.versions_root() / versions.POINTER)
+        if mtime != self._pointer_mtime:
+            self._pointer_mtime = mtime
+            self.model_executor.submit(self._switch_version)
+
+    def _switch_version(self) -> None:
+        self.activate_version()
+        self.set_state(self.state, f"Model version {self.runtime.version} active")
+
+    def maybe_auto_retrain(self) -> None:
+        s = self.settings
+        if not s.auto_retrain_edits or self.paused or self.runtime is None:
+            return
+        if self.trainer is not None and self.trainer.running:
+            return
+        idle = time.monotonic() - self._last_request_at >= s.auto_retrain_idle_seconds
+        if idle and self._edits_since_train >= s.auto_retrain_edits:
+            log.info("%d new settled edits and the editor is idle: retraining", self._edits_since_train)
+            self.start_retrain(reason="automatic")
+
+    # --- retraining ----------------------------------------------------------------------------------
+
+    def start_retrain(self, reason: str = "requested") -> dict:
+        if self.trainer is not None and self.trainer.running:
+            return {"started": False, "message": "Retraining is already running."}
+        if self.runtime is None:
+            return {"started": False, "message": "The model is not loaded yet."}
+        loop = self._loop or asyncio.get_running_loop()
+        self.capturing("flush")
+        token = f"redline-train-{int(time.time() * 1000)}"
+        self._progress_token = token
+        self.training = {"state": "running", "reason": reason, "message": "Starting", "percent": 0}
+
+        def on_progress(event: dict) -> None:
+            loop.call_soon_threadsafe(self._on_train_progress, token, event)
+
+        def on_done(result: TrainResult) -> None:
+            loop.call_soon_threadsafe(self._on_train_done, token, result)
+
+        model_path = str(self.runtime.model_dir)
+        self.trainer = TrainerProcess(model_path, on_progress, on_done)
+        try:
+            self.work_done_progress.create(token)
+            self.work_done_progress.begin(
+                token,
+                types.WorkDoneProgressBegin(title="Redline: retraining", message="Starting",
+                                            percentage=0, cancellable=True),
+            )
+            self.work_done_progress.tokens[token].add_done_callback(
+                lambda fut: fut.cancelled() and loop.call_soon_threadsafe(self.cancel_retrain)
+            )
+        except Exception:
+            log.debug("work done progress unavailable", exc_info=True)
+        self.trainer.start()
+        self._edits_since_train = 0
+        return {"started": True, "message": f"Retraining started ({reason})."}
+
+    def cancel_retrain(self) -> bool:
+        if self.trainer is None or not self.trainer.running:
+            return False
+        self.trainer.cancel()
+        return True
+
+    def _on_train_progress(self, token: str, event: dict) -> None:
+        message = event.get("message") or event.get("stage", "")
+        percent = event.get("percent")
+        self.training = {**(self.training or {}), "message": message, "percent": percent,
+                         "stage": event.get("stage"), "learner": event.get("learner")}
+        try:
+            self.work_done_progress.report(
+                token, types.WorkDoneProgressReport(message=message, percentage=int(percent) if percent is not None else None)
+            )
+        except Exception:
+            log.debug("progress report failed", exc_info=True)
+
+    def _on_train_done(self, token: str, result: TrainResult) -> None:
+        self.training = {"state": "done" if result.ok else ("cancelled" if result.cancelled else "failed"),
+                         "message": result.message, "percent": 100 if result.ok else None}
+        try:
+            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=result.message))
+        except Exception:
+            log.debug("progress end failed", exc_info=True)
+        if not result.ok and not result.cancelled:
+            log.error("%s\n%s", result.message, "\n".join(result.stderr_tail))
+            self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=result.message))
+        elif result.ok:
+            self.window_show_message(types.ShowMessageParams(type=types.MessageType.Info, message=result.message))
+        self.check_versions()
 
     def capturing(self, method: str, *args):
         """Call a capture method; an error there is logged and never reaches the editor's request."""
         if self.capture is None:
             return None
         try:
-            return getattr(self.capture, method)(*args)
+            result = getattr(self.capture, method)(*args)
         except Exception:
             log.error("capture.%s failed:\n%s", method, traceback.format_exc())
             return None
+        if isinstance(result, list) and result:
+            self.learn(result)
+        return result
+
+    def learn(self, outcomes: list) -> None:
+        """Settled edits feed the Late bandit and count toward automatic retraining."""
+        for outcome in outcomes:
+            self._edits_since_train += 1
+            shown = self.shown.get(outcome.suggestion_id)
+            if shown is not None:
+                policy, language, version = shown.policy, shown.context.language, shown.model_version
+            elif self.store is not None:
+                row = self.store.suggestion(outcome.suggestion_id) or {}
+                policy, language, version = row.get("policy"), row.get("language"), row.get("model_version")
+            else:
+                continue
+            if self.bandit is not None and version == self.bandit.version_id:
+                self.bandit.update(policy, language, outcome.cost)
 
     def stop_capture(self, reason: str) -> None:
         if self._ticker is not None:
@@ -239,11 +422,13 @@ class RedlineServer(LanguageServer):
         self._inflight = token
         loop = asyncio.get_running_loop()
         completer = self.completer
+        policy = self.bandit.choose(language) if self.bandit is not None else "base"
+        self._last_request_at = time.monotonic()
         try:
             if self.state == "ready":
                 self.set_state("thinking", "")
             suggestion = await loop.run_in_executor(
-                self.model_executor, completer.complete, uri, text, offset, language, token
+                self.model_executor, completer.complete, uri, text, offset, language, token, policy
             )
         except asyncio.CancelledError:
             token.cancel()
@@ -451,6 +636,14 @@ def make_server() -> RedlineServer:
         ls.set_state(ls.state, "")
         return ls.status_payload()
 
+    @ls.command(protocol.CMD_RETRAIN)
+    def retrain(ls: RedlineServer, *args):
+        return ls.start_retrain()
+
+    @ls.command(protocol.CMD_CANCEL_RETRAIN)
+    def cancel_retrain(ls: RedlineServer, *args):
+        return {"cancelled": ls.cancel_retrain()}
+
     @ls.command(protocol.CMD_STATUS)
     def status(ls: RedlineServer, *args):
         return ls.status_payload()
@@ -459,9 +652,17 @@ def make_server() -> RedlineServer:
     def shutdown(ls: RedlineServer, params=None) -> None:
         if ls._inflight is not None:
             ls._inflight.cancel()
+        ls.cancel_retrain()
         ls.stop_capture("shutdown")
 
     return ls
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
 
 
 def _accept_command(suggestion: Suggestion) -> types.Command:

@@ -19,11 +19,19 @@ CMD_RESUME = "redline.resume"
 #: Returns the status payload (see STATUS below) without changing anything.
 CMD_STATUS = "redline.status"
 
-SERVER_COMMANDS = [CMD_ACCEPTED, CMD_PAUSE, CMD_RESUME, CMD_STATUS]
+#: Start retraining now (no arguments). Progress arrives as LSP work-done progress, cancellable.
+#: Returns {"started": bool, "message": str}.
+CMD_RETRAIN = "redline.retrain"
+#: Stop a running retraining. No arguments.
+CMD_CANCEL_RETRAIN = "redline.cancelRetrain"
+
+SERVER_COMMANDS = [CMD_ACCEPTED, CMD_PAUSE, CMD_RESUME, CMD_STATUS, CMD_RETRAIN, CMD_CANCEL_RETRAIN]
 
 # --- Notifications the server sends ----------------------------------------------------------------
 
-#: Server -> client. Payload: {"state": one of STATES, "message": str, "model": str | None}.
+#: Server -> client. Payload: {"state": one of STATES, "message": str, "model": str | None,
+#: "version": {...} | None (the active model version: id, trained_at, edits, per-policy validation
+#: cost and live bandit figures), "training": {...} | None (a retraining in progress), "counters": {...}}.
 NOTIFY_STATUS = "redline/status"
 STATES = ("starting", "ready", "thinking", "paused", "error")
 

@@ -27,6 +27,8 @@ class Settings:
     max_document_chars: int = 4_000_000  # larger documents get no suggestions (and a log line)
     capture: bool = True  # record what becomes of each suggestion (for learning)
     settle_seconds: float = 20.0  # an accepted span with no edit inside it for this long is final
+    auto_retrain_edits: int = 50  # retrain after this many new settled edits while idle; 0 = never
+    auto_retrain_idle_seconds: float = 120.0  # "idle": no suggestion requested for this long
     retention_days: float = 365.0  # older records are deleted at start-up; 0 keeps everything
     exclude: tuple[str, ...] = ()  # globs added to the built-in exclusions (.env*, *.pem, *secret*...)
     extra: dict = field(default_factory=dict, compare=False)  # settings this version ignores
@@ -83,6 +85,14 @@ def _coerce(name: str, value: object) -> object:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise TypeError("expected a list of strings")
         return tuple(value)
+    if name == "auto_retrain_edits":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError("expected a number of edits (0 turns automatic retraining off)")
+        return int(value)
+    if name == "auto_retrain_idle_seconds":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ValueError("expected seconds")
+        return float(value)
     if name in ("max_suggestion_tokens", "max_document_chars"):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) < 1:
             raise ValueError("expected a positive number")
