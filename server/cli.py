@@ -130,6 +130,42 @@ def cmd_forget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Retrain from the captured edits now (runs the trainer; its options follow `--`)."""
+    import subprocess
+
+    rest = args.trainer_args[1:] if args.trainer_args[:1] == ["--"] else args.trainer_args
+    cmd = [sys.executable, "-m", "training", "train", *rest]
+    return subprocess.call(cmd)
+
+
+def cmd_model_rollback(args: argparse.Namespace) -> int:
+    """Make the previous model version active again (a running server switches within seconds)."""
+    from server import versions
+
+    try:
+        version = versions.rollback()
+    except versions.VersionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"active version: {version.id}" if version else "active: the base model (no trained version)")
+    return 0
+
+
+def cmd_model_list(args: argparse.Namespace) -> int:
+    """List the trained model versions, newest first, with their validation costs."""
+    from server import versions
+
+    active = versions.read_pointer().get("version")
+    found = versions.list_versions()
+    if not found:
+        print("no trained versions yet: the base model answers")
+    for v in sorted(found, key=lambda v: v.id, reverse=True):
+        costs = ", ".join(f"{p} {f.get('cost'):.3f}" for p, f in v.validation.items() if f.get("cost") is not None)
+        print(f"{'*' if v.id == active else ' '} {v.id}  served: {', '.join(v.served) or '-'}  validation cost: {costs}")
+    return 0
+
+
 def _info_dict(info) -> dict:
     return {
         "path": str(info.path),
@@ -171,10 +207,16 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("--folder", help="suggestions made in documents under this folder")
     forget.add_argument("--yes", action="store_true", help="do not ask for confirmation")
 
+    train = add("train", cmd_train)
+    train.add_argument("trainer_args", nargs=argparse.REMAINDER,
+                       help="options for the trainer (see `redline train -- --help`)")
+
     model = sub.add_parser("model", help="prepare and inspect model folders", description="Model folders.")
     model_sub = model.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
     prep = add("prepare", cmd_model_prepare, model_sub)
     prep.add_argument("--model", help="check this folder instead of preparing the default")
+    add("rollback", cmd_model_rollback, model_sub)
+    add("list", cmd_model_list, model_sub)
     info = add("info", cmd_model_info, model_sub)
     info.add_argument("--model", help="model folder to inspect")
     return parser

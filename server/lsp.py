@@ -342,7 +342,9 @@ class RedlineServer(LanguageServer):
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=result.message))
         except Exception:
             log.debug("progress end failed", exc_info=True)
-        if not result.ok and not result.cancelled:
+        if not result.ok and result.cancelled and result.message:
+            self.window_show_message(types.ShowMessageParams(type=types.MessageType.Info, message=result.message))
+        elif not result.ok and not result.cancelled:
             log.error("%s\n%s", result.message, "\n".join(result.stderr_tail))
             self.window_show_message(types.ShowMessageParams(type=types.MessageType.Error, message=result.message))
         elif result.ok:

@@ -22,6 +22,9 @@ from typing import Callable
 
 log = logging.getLogger(__name__)
 
+EXIT_TOO_FEW = 3  # training/cli.py: nothing to train yet
+EXIT_BUSY = 4  # another training run is in progress
+
 
 @dataclass
 class TrainResult:
@@ -31,6 +34,7 @@ class TrainResult:
     cancelled: bool = False
     events: list[dict] = field(default_factory=list)
     stderr_tail: list[str] = field(default_factory=list)
+    result: dict = field(default_factory=dict)  # the trainer's closing {"type": "result", ...} line
 
 
 class TrainerProcess:
@@ -107,6 +111,7 @@ class TrainerProcess:
         assert self.proc is not None and self.proc.stderr is not None
         events: list[dict] = []
         tail: list[str] = []
+        result_line: dict = {}
         for line in self.proc.stderr:
             line = line.rstrip("\n")
             event = None
@@ -115,7 +120,9 @@ class TrainerProcess:
                     event = json.loads(line)
                 except ValueError:
                     event = None
-            if isinstance(event, dict) and event.get("type") == "progress":
+            if isinstance(event, dict) and event.get("type") == "result":
+                result_line = event
+            elif isinstance(event, dict) and event.get("type") == "progress":
                 events.append(event)
                 try:
                     self.on_progress(event)
@@ -125,11 +132,15 @@ class TrainerProcess:
                 tail = (tail + [line])[-40:]
                 log.info("trainer: %s", line)
         code = self.proc.wait()
+        reason = result_line.get("reason")
         if self._cancelled:
             result = TrainResult(False, code, "Retraining cancelled; the active model is unchanged.", True, events, tail)
         elif code == 0:
             last = next((e for e in reversed(events) if e.get("stage") in ("gate", "done")), {})
-            result = TrainResult(True, code, last.get("message") or "Retraining finished.", False, events, tail)
+            result = TrainResult(True, code, reason or last.get("message") or "Retraining finished.", False, events, tail)
+        elif code in (EXIT_TOO_FEW, EXIT_BUSY) and reason:
+            # Not a failure: nothing to learn from yet, or another run holds the lock.
+            result = TrainResult(False, code, reason, True, events, tail)
         else:
             why = next((ln for ln in reversed(tail) if ln.strip()), f"exit code {code}")
             result = TrainResult(
@@ -137,4 +148,5 @@ class TrainerProcess:
                 f"Retraining failed ({why[-200:]}); the active model is unchanged. See the Redline output.",
                 False, events, tail,
             )
+        result.result = result_line
         self.on_done(result)
