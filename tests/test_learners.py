@@ -1,0 +1,305 @@
+"""The learners on a tiny random Llama (real tokenizer): weights move, validation improves, DPO widens
+the chosen-rejected margin, Early picks λ by log-loss; validation helpers; the whole pipeline."""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from server import versions
+from tests.tiny_model import tiny_model_dir  # noqa: F401  (fixture)
+from training import evaluate, pipeline
+from training.data import Edit, TooFewEdits
+from training.early import EarlyConfig, train_early
+from training.evaluate import EvalConfig, Generated, PolicyScore
+from training.pref import PrefConfig, train_pref
+from training.progress import Progress
+from training.sup import SupConfig, train_sup
+
+# The synthetic user: whatever the model suggests after `return`, they settle on the same ending.
+WANTED = "return None  # handled"
+
+
+def synthetic_edits(n: int, start: int = 0) -> list[Edit]:
+    out = []
+    for i in range(start, start + n):
+        prompt = f"def handler_{i}(event):\n    log(event)\n    "
+        out.append(
+            Edit(id=f"e{i:03d}", prompt=prompt, prefix=prompt, suggestion="return event", final=WANTED,
+                 cost=1.0, char_cost=1.0, language="python", created_at=float(i), kind="edited")  # fmt: skip
+        )
+    return out
+
+
+TRAIN, VAL = synthetic_edits(16), synthetic_edits(4, start=100)
+FAST = dict(r=8, alpha=16, batch_size=4, max_prompt_tokens=64, max_completion_tokens=16, min_edits=4)
+EVAL = EvalConfig(max_new_tokens=16)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """As the trainer runs on a 2-core machine (training.lora.cpu_threads): one torch thread."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def lora_tensors(adapter: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(adapter / "adapter_model.safetensors"))
+
+
+def scored(model_dir: Path, adapter: Path | None, edits=VAL) -> PolicyScore:
+    from peft import PeftModel
+
+    from training.lora import load_base
+
+    model, tokenizer = load_base(model_dir)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter))
+    return evaluate.evaluate_policy(model, tokenizer, edits, config=EVAL, lengths=SupConfig(**FAST).lengths)
+
+
+def margin(model_dir: Path, adapter: Path | None, edits=TRAIN[:8]) -> float:
+    """Mean log π(y′|x) − log π(y|x) over `edits`."""
+    from peft import PeftModel
+
+    from training.lora import load_base
+
+    model, tokenizer = load_base(model_dir)
+    if adapter is not None:
+        model = PeftModel.from_pretrained(model, str(adapter))
+    model.eval()
+    chosen = evaluate.completion_logprobs(model, tokenizer, edits)
+    rejected = evaluate.completion_logprobs(model, tokenizer, [replace(e, final=e.suggestion) for e in edits])
+    return sum(sum(c) - sum(r) for c, r in zip(chosen, rejected)) / len(edits)
+
+
+@pytest.fixture(scope="module")
+def sup_adapter(tiny_model_dir, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("sup") / "sup"
+    cfg = SupConfig(**FAST, learning_rate=1e-2, max_steps=30)
+    steps: list[tuple[int, int]] = []
+    result = train_sup(tiny_model_dir, TRAIN, out, cfg, progress=lambda s, o: steps.append((s, o)))
+    assert result.steps == 30 and steps[-1] == (30, 30) and result.losses[-1] < result.losses[0]
+    return out
+
+
+# --- SUP ----------------------------------------------------------------------------------------------
+
+
+def test_sup_moves_the_adapter_weights(sup_adapter):
+    tensors = lora_tensors(sup_adapter)
+    b = [t for name, t in tensors.items() if "lora_B" in name]
+    assert b and all(name.count("lora_") == 1 for name in tensors)
+    assert max(float(t.abs().max()) for t in b) > 0  # peft starts every B at zero
+    config = json.loads((sup_adapter / "adapter_config.json").read_text())
+    assert config["r"] == 8 and config["peft_type"] == "LORA"
+
+
+def test_sup_lowers_validation_log_loss_and_cost(tiny_model_dir, sup_adapter):  # noqa: F811
+    before, after = scored(tiny_model_dir, None), scored(tiny_model_dir, sup_adapter)
+    assert after.nll < before.nll - 0.5
+    assert after.cost < before.cost
+    assert any("None" in g.text for g in after.generations)
+
+
+def test_sup_warm_start_continues_from_an_adapter(tiny_model_dir, sup_adapter, tmp_path):  # noqa: F811
+    cfg = SupConfig(**FAST, learning_rate=1e-12, max_steps=1)
+    train_sup(tiny_model_dir, TRAIN, tmp_path / "again", cfg, init_adapter=sup_adapter)
+    old, new = lora_tensors(sup_adapter), lora_tensors(tmp_path / "again")
+    assert old.keys() == new.keys()
+    assert all(float((old[k] - new[k]).abs().max()) < 1e-6 for k in old)
+
+
+def test_sup_refuses_too_few_edits(tiny_model_dir, tmp_path):  # noqa: F811
+    with pytest.raises(TooFewEdits, match="SUP needs at least 8 edits, have 3"):
+        train_sup(tiny_model_dir, TRAIN[:3], tmp_path / "x", SupConfig())
+
+
+# --- PREF ---------------------------------------------------------------------------------------------
+
+
+def test_dpo_widens_the_chosen_rejected_margin(tiny_model_dir, tmp_path):  # noqa: F811
+    cfg = PrefConfig(**FAST, learning_rate=1e-2, max_steps=12, sft_weight=0.0)
+    result = train_pref(tiny_model_dir, TRAIN, tmp_path / "pref", cfg)
+    assert result.metrics["rewards/margins"] > 0
+    assert margin(tiny_model_dir, tmp_path / "pref") > margin(tiny_model_dir, None) + 1.0
+
+
+def test_pref_from_sup_keeps_moving_away_from_sup(tiny_model_dir, sup_adapter, tmp_path):  # noqa: F811
+    for reference in ("init", "base"):
+        cfg = PrefConfig(**FAST, learning_rate=5e-3, max_steps=4, reference=reference)
+        out = tmp_path / reference
+        train_pref(tiny_model_dir, TRAIN, out, cfg, init_adapter=sup_adapter)
+        sup, pref = lora_tensors(sup_adapter), lora_tensors(out)
+        assert sup.keys() == pref.keys()  # the saved adapter is the policy alone, no "ref" copy
+        assert max(float((sup[k] - pref[k]).abs().max()) for k in sup) > 1e-4
+
+
+def test_pref_counts_only_edits_that_carry_a_preference(tiny_model_dir, tmp_path):  # noqa: F811
+    ties = [replace(e, final=e.suggestion) for e in TRAIN]
+    with pytest.raises(TooFewEdits, match="PREF needs at least 4 edits, have 2"):
+        train_pref(tiny_model_dir, ties[:14] + TRAIN[:2], tmp_path / "x", PrefConfig(**FAST))
+
+
+# --- Early --------------------------------------------------------------------------------------------
+
+
+def test_early_picks_lambda_by_validation_log_loss(tiny_model_dir, tmp_path):  # noqa: F811
+    cfg = EarlyConfig(**FAST, learning_rate=1e-2, max_steps=6, lambdas=[0.0, 2.0], betas=[0.1])
+    calls = []
+    result = train_early(tiny_model_dir, TRAIN, VAL, tmp_path / "early", cfg, progress=lambda s, o: calls.append((s, o)))
+    grid = result.metrics["grid"]
+    assert [(g["lambda"], g["beta"]) for g in grid] == [(0.0, 0.1), (2.0, 0.1)]
+    best = min(grid, key=lambda g: g["val_nll"])
+    assert (result.metrics["lambda"], result.metrics["val_nll"]) == (best["lambda"], best["val_nll"])
+    # The SFT term is what raises the likelihood of y′: the grid must see it.
+    assert best["lambda"] == 2.0
+    assert calls[-1] == (12, 12)  # progress spans the whole grid
+    assert scored(tiny_model_dir, tmp_path / "early").nll == pytest.approx(best["val_nll"], rel=1e-3)
+
+
+# --- validation helpers -------------------------------------------------------------------------------
+
+REPEAT_CASES = [
+    ("return x + 1", False),
+    ("- a\n- b\n- c", False),
+    ("foo bar baz foo bar baz foo bar baz", True),  # a 3-gram three times
+    ("print(total)\nprint(total)", True),  # a line twice
+    ("- \n- \n- \n- \n- \n- \n- \n- \n- \n- \n- \n- ", True),  # few distinct tokens
+]
+
+
+@pytest.mark.parametrize("text, expected", REPEAT_CASES)
+def test_repeats(text, expected):
+    assert evaluate.repeats(text) is expected
+
+
+def _score(name, cost, **rates) -> PolicyScore:
+    return PolicyScore(name, nll=1.0, cost=cost, n=10, tokens=50,
+                       rates={"repeats": 0.0, "length": 0.0, "empty": 0.0, **rates})  # fmt: skip
+
+
+def test_judge_leaves_out_degenerate_and_worse_policies():
+    scores = {
+        "base": _score("base", 0.5, length=0.4),
+        "sup": _score("sup", 0.3),
+        "pref": _score("pref", 0.2, repeats=0.6),  # cheap but loops: the calibration run's failure
+        "early": _score("early", 0.6),  # worse than the base model
+        "cost": _score("cost", 0.4, length=0.5),  # runs to the limit about as often as the base model
+    }
+    evaluate.judge(scores)
+    assert {k: s.served for k, s in scores.items()} == {
+        "base": True, "sup": True, "pref": False, "early": False, "cost": True,
+    }  # fmt: skip
+    assert scores["pref"].degenerate and "repeats" in scores["pref"].reason
+    assert "worse than the base model" in scores["early"].reason
+
+
+def test_degenerate_rates_count_loops_limits_and_empty_answers():
+    gens = [Generated("", "", "eos", False), Generated("x x x", "x x x", "length", True),
+            Generated("ok", "ok", "stop", False), Generated("fine", "fine", "eos", False)]  # fmt: skip
+    assert evaluate.degenerate_rates(gens) == {"repeats": 0.25, "length": 0.25, "empty": 0.25}
+
+
+def test_batched_log_probabilities_match_one_at_a_time(tiny_model_dir):  # noqa: F811
+    from training.lora import load_base
+
+    model, tokenizer = load_base(tiny_model_dir)
+    model.eval()
+    edits = [TRAIN[0], replace(TRAIN[1], prompt="x" * 300, final="y"), replace(TRAIN[2], final="a much longer ending here")]
+    batched = evaluate.completion_logprobs(model, tokenizer, edits, batch_size=3)
+    single = [evaluate.completion_logprobs(model, tokenizer, [e], batch_size=1)[0] for e in edits]
+    for b, s in zip(batched, single):
+        assert len(b) == len(s)
+        assert max(abs(x - y) for x, y in zip(b, s)) < 1e-3
+
+
+def test_mixture_log_loss_is_the_token_level_mixture():
+    a = PolicyScore("a", 0, 0, n=1, tokens=2, token_logprobs=[[-1.0, -3.0]])
+    b = PolicyScore("b", 0, 0, n=1, tokens=2, token_logprobs=[[-2.0, -0.5]])
+    import math
+
+    nll, tokens = evaluate.mixture_nll({"a": 0.5, "b": 0.5}, {"a": a, "b": b})
+    expected = -(math.log(0.5 * math.exp(-1) + 0.5 * math.exp(-2)) + math.log(0.5 * math.exp(-3) + 0.5 * math.exp(-0.5))) / 2
+    assert tokens == 2 and nll == pytest.approx(expected)
+
+
+# --- the pipeline -------------------------------------------------------------------------------------
+
+
+def _db(path: Path, edits: list[Edit]) -> Path:
+    from server.store import Store, SuggestionRecord
+
+    with Store(path) as store:
+        for e in edits:
+            rec = SuggestionRecord(uri=f"file:///p/{e.id}.py", suggestion=e.suggestion, prompt=e.prompt,
+                                   prefix=e.prefix, language=e.language, created_at=e.created_at)  # fmt: skip
+            store.record_suggestion(rec)
+            store.record_outcome(rec.id, e.kind, e.final, "idle", settled_at=e.created_at + 1)
+    return path
+
+
+def _fast_pipeline(learners) -> pipeline.PipelineConfig:
+    cfg = pipeline.PipelineConfig(learners=learners)
+    cfg.sup = SupConfig(**FAST, learning_rate=1e-2, max_steps=20)
+    cfg.pref = PrefConfig(**FAST, learning_rate=1e-2, max_steps=3)
+    cfg.early = EarlyConfig(**FAST, learning_rate=1e-2, max_steps=3, lambdas=[1.0])
+    cfg.eval = EVAL
+    return cfg
+
+
+def test_pipeline_dry_run_says_what_each_learner_needs(tmp_path, tiny_model_dir):  # noqa: F811
+    db = _db(tmp_path / "redline.db", synthetic_edits(12))
+    cfg = pipeline.PipelineConfig(learners=["sup", "pref", "early"])
+    result = pipeline.run(tiny_model_dir, db, cfg, versions_root=tmp_path / "v", dry_run=True)
+    assert result.counts == {"loaded": 12, "kept": 12, "train": 8, "validation": 4}
+    assert result.skipped == {}
+    assert "would train sup, pref, early" in result.reason
+    cfg.sup.min_edits = 9
+    with pytest.raises(pipeline.NothingToTrain, match="SUP needs at least 9 edits, have 8"):
+        pipeline.run(tiny_model_dir, db, replace(cfg, learners=["sup"]), versions_root=tmp_path / "v")
+    assert versions.list_versions(tmp_path / "v") == []
+
+
+def test_pipeline_writes_an_explained_version_and_activates_it(tmp_path, tiny_model_dir):  # noqa: F811
+    edits = synthetic_edits(20) + [replace(synthetic_edits(1, start=50)[0], final="", kind="deleted")]
+    db = _db(tmp_path / "redline.db", edits)
+    stream = io.StringIO()
+    root = tmp_path / "versions"
+    result = pipeline.run(tiny_model_dir, db, _fast_pipeline(["sup", "pref"]), progress=Progress("json", stream),
+                          versions_root=root)  # fmt: skip
+    assert result.version and result.activated, result.reason
+    v = versions.active(root)
+    assert v.id == result.version and set(v.adapters) == {"sup", "pref"}
+    assert set(v.validation) == {"base", "sup", "pref"}
+    assert v.validation["sup"]["served"] and v.validation["sup"]["cost"] < v.validation["base"]["cost"]
+    assert set(v.validation["sup"]) >= {"cost", "nll", "n", "degenerate", "served", "reason"}
+    ids = v.read_json("edits.json")
+    assert len(ids["train"]) == 16 and len(ids["validation"]) == 4 and not set(ids["train"]) & set(ids["validation"])
+    assert ids["filter"]["dropped"]["deleted"] == 1
+    config = v.read_json("train_config.json")
+    assert config["configs"]["sup"]["max_steps"] == 20 and config["runs"]["sup"]["steps"] == 20
+    assert v.manifest["base_model"] == str(tiny_model_dir)
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert all(e["type"] == "progress" and "stage" in e and "message" in e for e in events)
+    stages = [e["stage"] for e in events]
+    assert stages[:3] == ["load", "filter", "split"] and stages[-2:] == ["gate", "done"]
+    sup_steps = [e for e in events if e["stage"] == "train" and e["learner"] == "sup" and e["of"]]
+    assert sup_steps[-1]["step"] == sup_steps[-1]["of"] == 20 and sup_steps[-1]["percent"] == 100.0
+
+    # A second run: the active version's best policy is scored on the new run's validation edits, and
+    # the gate compares the two there.
+    again = pipeline.run(tiny_model_dir, db, _fast_pipeline(["sup"]), versions_root=root)
+    comparison = versions.load_version(again.version, root).read_json("comparison.json")
+    assert comparison["against"] == v.id and comparison["n"] == 4
+    assert again.activated == (again.validation["sup"]["cost"] <= comparison["cost"])

@@ -1,0 +1,328 @@
+"""Validation: how well a policy predicts the user's held-out edits, what it would suggest, and
+whether it degenerated.
+
+For each validation edit (x, y, y′):
+
+- log-loss: the mean negative log-likelihood per token of y′ (and its end-of-text token) given x,
+  over all validation tokens — what Early uses to choose λ and β, and the Mixture's objective;
+- cost: the policy's greedy suggestion for x, cut and cleaned by the serving rules
+  (`server.postprocess`), against y′ with the paper's cost (word-level Levenshtein / tokens of the
+  suggestion, `server.capture.cost.word_cost`). Generation stops at the end-of-text token, a serving
+  stop rule, or after as many tokens as y′ has plus a margin;
+- degeneration, per suggestion: it repeats itself (a word 3-gram three times, or few distinct tokens),
+  it ran to the length limit without stopping, or nothing was left to show.
+
+The Mixture is scored the same way: its token-level NLL from the components' log-probabilities, its
+cost from its own greedy suggestions (`evaluate_mixture`, decoded by `training.mixture`).
+
+`judge` then leaves a policy out of serving when it degenerates (a rate above its limit and clearly
+above the base model's own rate) or does worse than the base model on validation cost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+from server.capture.cost import tokenize, word_cost
+from server.postprocess import finalize, stop_at
+from server.prompt import Context, build_context
+from training import encode
+from training.data import Edit
+from training.encode import Lengths
+
+DEGENERATE_KINDS = ("repeats", "length", "empty")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    batch_size: int = 8  # validation edits per forward pass
+    margin_tokens: int = 8  # a suggestion may run this many tokens past the length of y′
+    max_new_tokens: int = 128
+    repeat_ngram: int = 3  # a word n-gram ...
+    repeat_times: int = 3  # ... seen this many times is a loop
+    min_distinct: float = 0.35  # or fewer distinct word tokens than this share (texts of 12+ tokens)
+    # A policy degenerates when a rate exceeds its limit and the base model's own rate by `slack`.
+    max_rates: tuple[tuple[str, float], ...] = (("repeats", 0.2), ("length", 0.5), ("empty", 0.5))
+    slack: float = 0.15
+
+
+@dataclass
+class Generated:
+    text: str  # what serving would show
+    stopped: str  # decoded text up to the stop rule / end-of-text / budget, before clean-up
+    stop_reason: str  # "eos" | "stop" | "length"
+    repeats: bool
+
+
+@dataclass
+class PolicyScore:
+    policy: str
+    nll: float  # mean negative log-likelihood per token of y′ (nats)
+    cost: float  # mean edit cost of the greedy suggestion against y′
+    n: int  # validation edits
+    tokens: int  # validation tokens the NLL is averaged over
+    rates: dict[str, float] = field(default_factory=dict)  # share of suggestions per DEGENERATE_KINDS
+    degenerate: bool = False
+    served: bool = False
+    reason: str = ""
+    token_logprobs: list[list[float]] = field(default_factory=list, repr=False)  # per edit, per token of y′
+    generations: list[Generated] = field(default_factory=list, repr=False)
+
+    def as_json(self) -> dict:
+        return {
+            "cost": round(self.cost, 6),
+            "nll": round(self.nll, 6),
+            "n": self.n,
+            "tokens": self.tokens,
+            "rates": {k: round(v, 4) for k, v in self.rates.items()},
+            "degenerate": self.degenerate,
+            "served": self.served,
+            "reason": self.reason,
+        }
+
+
+def context_for(edit: Edit) -> Context:
+    """The serving context of an edit, rebuilt from the stored document window."""
+    if edit.prefix or edit.suffix:
+        return build_context(edit.prefix + edit.suffix, len(edit.prefix), edit.language or "plaintext")
+    return build_context(edit.prompt, len(edit.prompt), edit.language or "plaintext")
+
+
+def eos_ids(tokenizer, model) -> set[int]:
+    from server.runtime import _eos_ids  # the same end-of-text set serving stops on
+
+    return _eos_ids(tokenizer, model)
+
+
+def _batches(items: list, size: int):
+    for i in range(0, len(items), max(size, 1)):
+        yield items[i : i + size]
+
+
+def _left_pad(seqs: list[list[int]], pad_id: int):
+    import torch
+
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        mask[i, width - len(s) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, mask, positions
+
+
+def completion_logprobs(model, tokenizer, edits: list[Edit], lengths: Lengths = Lengths(), batch_size: int = 8):
+    """Per edit, the log-probability of each token of y′ (then end-of-text) given x, as trained."""
+    import torch
+
+    dev = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else encode.eos_id(tokenizer)
+    out: list[list[float]] = []
+    with torch.inference_mode():
+        for batch in _batches(edits, batch_size):
+            prompts = [encode.prompt_ids(tokenizer, e.prompt, lengths.max_prompt_tokens) for e in batch]
+            comps = [encode.completion_ids(tokenizer, e.final, lengths.max_completion_tokens) for e in batch]
+            ids, mask, positions = _left_pad([p + c for p, c in zip(prompts, comps)], pad)
+            keep = max(len(c) for c in comps) + 1
+            logits = model(
+                input_ids=ids.to(dev), attention_mask=mask.to(dev), position_ids=positions.to(dev),
+                logits_to_keep=keep, use_cache=False,
+            ).logits  # fmt: skip
+            for i, c in enumerate(comps):
+                rows = logits[i, keep - 1 - len(c) : keep - 1].float().log_softmax(-1)
+                target = torch.tensor(c, device=rows.device).unsqueeze(-1)
+                out.append(rows.gather(-1, target).squeeze(-1).tolist())
+    return out
+
+
+def mean_nll(token_logprobs: list[list[float]]) -> tuple[float, int]:
+    """(mean NLL per token, number of tokens) over all edits."""
+    total = sum(len(t) for t in token_logprobs)
+    if not total:
+        return math.nan, 0
+    return -sum(sum(t) for t in token_logprobs) / total, total
+
+
+def repeats(text: str, cfg: EvalConfig = EvalConfig()) -> bool:
+    """A loop: a word n-gram seen `repeat_times` times, a non-trivial line twice, or few distinct tokens."""
+    toks = tokenize(text)
+    n = cfg.repeat_ngram
+    grams = Counter(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1))
+    if grams and max(grams.values()) >= cfg.repeat_times:
+        return True
+    lines = [ln.strip() for ln in text.split("\n") if len(ln.strip()) >= 6]
+    if len(lines) != len(set(lines)):
+        return True
+    return len(toks) >= 12 and len(set(toks)) / len(toks) < cfg.min_distinct
+
+
+def _budget(tokenizer, e: Edit, lengths: Lengths, cfg: EvalConfig) -> int:
+    """Tokens a suggestion may take: as many as y′ has, plus a margin."""
+    n = len(encode.completion_ids(tokenizer, e.final, lengths.max_completion_tokens, eos=False))
+    return min(n + cfg.margin_tokens, cfg.max_new_tokens)
+
+
+def _finish(tokenizer, e: Edit, new: list[int], budget: int, stops: set[int], cfg: EvalConfig) -> Generated:
+    """Cut generated ids at end-of-text or the budget, then apply the serving rules."""
+    new = new[:budget]
+    ended = next((j for j, t in enumerate(new) if t in stops), None)
+    if ended is not None:
+        new = new[:ended]
+    raw = tokenizer.decode(new, skip_special_tokens=True)
+    ctx = context_for(e)
+    cut = stop_at(ctx, raw)
+    if cut is not None:
+        reason, stopped = "stop", raw[:cut]
+    else:
+        reason, stopped = ("eos" if ended is not None else "length"), raw
+    return Generated(finalize(ctx, stopped), stopped, reason, repeats(stopped, cfg))
+
+
+def generate(model, tokenizer, edits: list[Edit], lengths: Lengths = Lengths(), cfg: EvalConfig = EvalConfig()):
+    """Greedy suggestions of `model` (batched, left-padded) for each edit's prompt, cut by the
+    serving rules."""
+    import torch
+    from transformers import GenerationConfig
+
+    dev = next(model.parameters()).device
+    stops = eos_ids(tokenizer, model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else encode.eos_id(tokenizer)
+    out: list[Generated] = []
+    with torch.inference_mode():
+        for batch in _batches(edits, cfg.batch_size):
+            prompts = [encode.prompt_ids(tokenizer, e.prompt, lengths.max_prompt_tokens) for e in batch]
+            budgets = [_budget(tokenizer, e, lengths, cfg) for e in batch]
+            ids, mask, _ = _left_pad(prompts, pad)
+            gen_cfg = GenerationConfig(
+                max_new_tokens=max(budgets), do_sample=False, eos_token_id=sorted(stops), pad_token_id=pad,
+            )  # fmt: skip
+            seqs = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), generation_config=gen_cfg)
+            for i, e in enumerate(batch):
+                out.append(_finish(tokenizer, e, seqs[i, ids.shape[1] :].tolist(), budgets[i], stops, cfg))
+    return out
+
+
+def generate_with(decode, model, tokenizer, edits: list[Edit], lengths: Lengths = Lengths(),
+                  cfg: EvalConfig = EvalConfig()) -> list[Generated]:  # fmt: skip
+    """Like `generate`, one edit at a time through `decode(prompt_ids, max_new_tokens) -> new ids`
+    (a decoder that is not a plain transformers model, such as the Mixture's)."""
+    stops = eos_ids(tokenizer, model)
+    out = []
+    for e in edits:
+        budget = _budget(tokenizer, e, lengths, cfg)
+        new = decode(encode.prompt_ids(tokenizer, e.prompt, lengths.max_prompt_tokens), budget)
+        out.append(_finish(tokenizer, e, list(new), budget, stops, cfg))
+    return out
+
+
+def degenerate_rates(gens: list[Generated]) -> dict[str, float]:
+    n = max(len(gens), 1)
+    return {
+        "repeats": sum(g.repeats for g in gens) / n,
+        "length": sum(g.stop_reason == "length" for g in gens) / n,
+        "empty": sum(not g.text.strip() for g in gens) / n,
+    }
+
+
+def evaluate_policy(
+    model,
+    tokenizer,
+    val_edits: list[Edit],
+    *,
+    policy: str = "",
+    lengths: Lengths = Lengths(),
+    config: EvalConfig = EvalConfig(),
+) -> PolicyScore:
+    """Log-loss of y′, cost of greedy suggestions against y′, and degeneration rates on `val_edits`,
+    for the policy `model` is now (a peft model with its adapter set, or the base model)."""
+    was_training = model.training
+    model.eval()
+    try:
+        logprobs = completion_logprobs(model, tokenizer, val_edits, lengths, config.batch_size)
+        gens = generate(model, tokenizer, val_edits, lengths, config)
+    finally:
+        model.train(was_training)
+    nll, tokens = mean_nll(logprobs)
+    costs = [word_cost(g.text, e.final) for g, e in zip(gens, val_edits)]
+    return PolicyScore(
+        policy=policy,
+        nll=nll,
+        cost=sum(costs) / max(len(costs), 1),
+        n=len(val_edits),
+        tokens=tokens,
+        rates=degenerate_rates(gens),
+        token_logprobs=logprobs,
+        generations=gens,
+    )
+
+
+def judge(scores: dict[str, PolicyScore], config: EvalConfig = EvalConfig(), base: str = "base") -> None:
+    """Mark each policy degenerate/served with a reason. The base model is the reference and always
+    served (it is what runs without any version)."""
+    ref = scores.get(base)
+    for name, s in scores.items():
+        if name == base:
+            s.served, s.degenerate = True, False
+            s.reason = "the base model (reference)"
+            continue
+        bad = []
+        for kind, limit in config.max_rates:
+            floor = ref.rates.get(kind, 0.0) + config.slack if ref else 0.0
+            if s.rates.get(kind, 0.0) > max(limit, floor):
+                bad.append(f"{kind} {s.rates[kind]:.0%}")
+        s.degenerate = bool(bad)
+        if bad:
+            s.served, s.reason = False, "degenerate: " + ", ".join(bad)
+        elif ref is not None and s.cost > ref.cost:
+            s.served, s.reason = False, f"worse than the base model on validation cost ({s.cost:.3f} > {ref.cost:.3f})"
+        else:
+            s.served = True
+            s.reason = "passed validation" + (f" (base {ref.cost:.3f})" if ref else "")
+
+
+def mixture_nll(weights: dict[str, float], scores: dict[str, PolicyScore]) -> tuple[float, int]:
+    """Mean NLL per token of y′ under the token-level mixture Σ α_k π_k(y′_t | x, y′_<t)."""
+    names = [k for k, a in weights.items() if a > 0]
+    total_a = sum(weights[k] for k in names)
+    logs = {k: math.log(weights[k] / total_a) for k in names}
+    nll, tokens = 0.0, 0
+    for i in range(scores[names[0]].n):
+        for t in range(len(scores[names[0]].token_logprobs[i])):
+            terms = [logs[k] + scores[k].token_logprobs[i][t] for k in names]
+            top = max(terms)
+            nll -= top + math.log(sum(math.exp(x - top) for x in terms))
+            tokens += 1
+    return (nll / tokens if tokens else math.nan), tokens
+
+
+def evaluate_mixture(
+    decode,
+    model,
+    tokenizer,
+    val_edits: list[Edit],
+    weights: dict[str, float],
+    scores: dict[str, PolicyScore],
+    *,
+    policy: str = "mixture",
+    lengths: Lengths = Lengths(),
+    config: EvalConfig = EvalConfig(),
+) -> PolicyScore:
+    """The Mixture on validation: its token-level NLL from the components' scores, and the cost of its
+    own greedy suggestions through `decode(prompt_ids, max_new_tokens)` (training.mixture's decoder)."""
+    if not weights or any(k not in scores for k in weights):
+        raise ValueError(f"a mixture needs scores for every component: {sorted(weights)} vs {sorted(scores)}")
+    nll, tokens = mixture_nll(weights, scores)
+    gens = generate_with(decode, model, tokenizer, val_edits, lengths, config)
+    costs = [word_cost(g.text, e.final) for g, e in zip(gens, val_edits)]
+    return PolicyScore(
+        policy=policy,
+        nll=nll,
+        cost=sum(costs) / max(len(costs), 1),
+        n=len(val_edits),
+        tokens=tokens,
+        rates=degenerate_rates(gens),
+        generations=gens,
+    )
