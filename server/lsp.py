@@ -300,7 +300,7 @@ class RedlineServer(LanguageServer):
             loop.call_soon_threadsafe(self._on_train_done, token, result)
 
         model_path = str(self.runtime.model_dir)
-        self.trainer = TrainerProcess(model_path, on_progress, on_done)
+        self.trainer = TrainerProcess(model_path, on_progress, on_done, list(self.settings.trainer_args))
         try:
             self.work_done_progress.create(token)
             self.work_done_progress.begin(
@@ -336,13 +336,14 @@ class RedlineServer(LanguageServer):
             log.debug("progress report failed", exc_info=True)
 
     def _on_train_done(self, token: str, result: TrainResult) -> None:
-        self.training = {"state": "done" if result.ok else ("cancelled" if result.cancelled else "failed"),
+        state = "done" if result.ok else "cancelled" if result.cancelled else "skipped" if result.skipped else "failed"
+        self.training = {"state": state,
                          "message": result.message, "percent": 100 if result.ok else None}
         try:
             self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=result.message))
         except Exception:
             log.debug("progress end failed", exc_info=True)
-        if not result.ok and result.cancelled and result.message:
+        if result.skipped or (result.cancelled and result.message):
             self.window_show_message(types.ShowMessageParams(type=types.MessageType.Info, message=result.message))
         elif not result.ok and not result.cancelled:
             log.error("%s\n%s", result.message, "\n".join(result.stderr_tail))

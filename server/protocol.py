@@ -31,7 +31,9 @@ SERVER_COMMANDS = [CMD_ACCEPTED, CMD_PAUSE, CMD_RESUME, CMD_STATUS, CMD_RETRAIN,
 
 #: Server -> client. Payload: {"state": one of STATES, "message": str, "model": str | None,
 #: "version": {...} | None (the active model version: id, trained_at, edits, per-policy validation
-#: cost and live bandit figures), "training": {...} | None (a retraining in progress), "counters": {...}}.
+#: cost and live bandit figures), "training": {...} | None (the latest retraining: "state" one of
+#: running / done / failed / cancelled / skipped (too few edits yet), "message", "percent"),
+#: "counters": {...}}.
 NOTIFY_STATUS = "redline/status"
 STATES = ("starting", "ready", "thinking", "paused", "error")
 

@@ -29,6 +29,7 @@ class Settings:
     settle_seconds: float = 20.0  # an accepted span with no edit inside it for this long is final
     auto_retrain_edits: int = 50  # retrain after this many new settled edits while idle; 0 = never
     auto_retrain_idle_seconds: float = 120.0  # "idle": no suggestion requested for this long
+    trainer_args: tuple[str, ...] = ()  # extra options for `python -m training train` (advanced)
     retention_days: float = 365.0  # older records are deleted at start-up; 0 keeps everything
     exclude: tuple[str, ...] = ()  # globs added to the built-in exclusions (.env*, *.pem, *secret*...)
     extra: dict = field(default_factory=dict, compare=False)  # settings this version ignores
@@ -81,7 +82,7 @@ def _coerce(name: str, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 1 <= value <= 3600:
             raise ValueError("expected seconds between 1 and 3600")
         return float(value)
-    if name in ("languages", "exclude"):
+    if name in ("languages", "exclude", "trainer_args"):
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise TypeError("expected a list of strings")
         return tuple(value)

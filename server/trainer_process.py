@@ -35,6 +35,7 @@ class TrainResult:
     events: list[dict] = field(default_factory=list)
     stderr_tail: list[str] = field(default_factory=list)
     result: dict = field(default_factory=dict)  # the trainer's closing {"type": "result", ...} line
+    skipped: bool = False  # nothing to train yet, or another run holds the lock: news, not an error
 
 
 class TrainerProcess:
@@ -80,7 +81,7 @@ class TrainerProcess:
 
         self.started_at = time.time()
         self.proc = subprocess.Popen(
-            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, env=env, preexec_fn=lower_priority,
         )
         threading.Thread(target=self._read, name="redline-trainer", daemon=True).start()
@@ -132,6 +133,15 @@ class TrainerProcess:
                 tail = (tail + [line])[-40:]
                 log.info("trainer: %s", line)
         code = self.proc.wait()
+        # The run's summary: one JSON object on stdout (small; read once the process has ended).
+        for line in reversed((self.proc.stdout.read() if self.proc.stdout else "").splitlines()):
+            try:
+                summary = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(summary, dict):
+                result_line = {**summary, **result_line}
+                break
         reason = result_line.get("reason")
         if self._cancelled:
             result = TrainResult(False, code, "Retraining cancelled; the active model is unchanged.", True, events, tail)
@@ -140,7 +150,7 @@ class TrainerProcess:
             result = TrainResult(True, code, reason or last.get("message") or "Retraining finished.", False, events, tail)
         elif code in (EXIT_TOO_FEW, EXIT_BUSY) and reason:
             # Not a failure: nothing to learn from yet, or another run holds the lock.
-            result = TrainResult(False, code, reason, True, events, tail)
+            result = TrainResult(False, code, reason, False, events, tail, skipped=True)
         else:
             why = next((ln for ln in reversed(tail) if ln.strip()), f"exit code {code}")
             result = TrainResult(
