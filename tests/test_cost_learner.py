@@ -1,0 +1,224 @@
+"""The COST learner: cost heads on frozen features, pessimism, and the policy-gradient step."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from tests.tiny_model import tiny_model_dir  # noqa: F401  (fixture)
+from training import encode
+from training.cost import (
+    CostConfig,
+    CostModel,
+    cost_model_report,
+    edit_features,
+    greedy_predicted_cost,
+    policy_step,
+    sample_completions,
+    train_cost,
+)
+from training.lora import load_base, peft_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Two threads on two cores that other work also uses are many times slower than one.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@dataclass
+class _Edit:
+    prompt: str
+    suggestion: str
+    final: str
+    cost: float
+
+
+SEED = 0
+GOOD = "apple river stone cloud maple ocean candle forest silver garden".split()
+BAD = "error broken failure crash wrong junk noise trash bug fault".split()
+
+
+def _word_edits(n: int, seed: int) -> list[_Edit]:
+    """Suggestions of 3-8 words; the user's cost is the share of words from a list they dislike."""
+    rng = random.Random(seed)
+    edits = []
+    for i in range(n):
+        share = rng.random()
+        words = [rng.choice(BAD) if rng.random() < share else rng.choice(GOOD) for _ in range(rng.randint(3, 8))]
+        y = " " + " ".join(words)
+        kept = " " + " ".join(w for w in words if w in GOOD)
+        edits.append(_Edit(f"Note {i % 7}: the list reads", y, kept, sum(w in BAD for w in words) / len(words)))
+    return edits
+
+
+def test_cost_heads_fit_held_out_costs_better_than_a_constant(tiny_model_dir):
+    model, tokenizer = load_base(tiny_model_dir)
+    cfg = CostConfig()
+    train, val = _word_edits(60, 1), _word_edits(30, 2)
+    x_train = edit_features(model, tokenizer, [(e.prompt, e.suggestion) for e in train], cfg)
+    x_val = edit_features(model, tokenizer, [(e.prompt, e.suggestion) for e in val], cfg)
+    assert x_train.shape == (60, model.config.hidden_size + 1)
+    cm = CostModel.fit(x_train, [e.cost for e in train], heads=5, seed=0)
+    report = cost_model_report(cm, x_val, [e.cost for e in val])
+    assert report["mae"] < 0.5 * report["mae_constant"], report
+    assert report["spearman"] > 0.8, report
+    assert (cm.predict(x_val, "max") >= cm.predict(x_val, "mean") - 1e-12).all()
+    assert cm.predict(x_val, "none").shape == (5, 30)
+
+
+def test_pessimism_grows_away_from_the_data():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 3, generator=gen)
+    y = 0.5 + 0.2 * x[:, 0] + 0.02 * torch.randn(40, generator=gen)
+    cm = CostModel.fit(x, y.tolist(), heads=8, ridge=(0.01, 0.1, 1.0), seed=3)
+    near = torch.zeros(1, 3)
+    far = torch.tensor([[0.0, 8.0, -8.0]])  # directions the data never varied much along
+    gap = lambda f: float(cm.predict(f, "max") - cm.predict(f, "mean"))
+    assert gap(far) > 3 * gap(near)
+    assert float(cm.predict(torch.tensor([[-50.0, 0.0, 0.0]]), "max")) == 0.0  # costs never go negative
+
+
+def test_cost_model_saves_and_loads(tmp_path):
+    x = torch.randn(20, 4, generator=torch.Generator().manual_seed(1))
+    cm = CostModel.fit(x, (x[:, 1] ** 2).tolist(), heads=3, meta={"base_model": "tiny"})
+    cm.save(tmp_path / "cm")
+    again = CostModel.load(tmp_path / "cm")
+    assert torch.equal(cm.predict(x, "none"), again.predict(x, "none"))
+    assert again.meta["base_model"] == "tiny" and again.meta["heads"] == 3
+    assert json.loads((tmp_path / "cm" / "cost_model.json").read_text())["format"] == 1
+
+
+def test_config_rejects_settings_that_cannot_work():
+    with pytest.raises(ValueError):
+        CostConfig(samples=1)  # no leave-one-out baseline
+    with pytest.raises(ValueError):
+        CostConfig(heads=0)
+    with pytest.raises(ValueError):
+        CostConfig(ridge=())
+
+
+def test_shared_prompt_passes_equal_full_forwards(tiny_model_dir):
+    """The learner reads each prompt once and repeats its cache for the k samples: the same numbers as
+    k full forwards, and the same features as the logged suggestions' (the cost model's inputs)."""
+    from training.cost import _frozen_pass, _policy_logprobs
+
+    model, tokenizer = load_base(tiny_model_dir)
+    cfg = CostConfig(max_prompt_tokens=64)
+    policy = peft_model(model, cfg).eval()
+    with torch.no_grad():  # a non-zero adapter, so that the policy and the reference differ
+        for n, p in policy.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    prompt = encode.prompt_ids(tokenizer, "Note 1: the list reads", 64)
+    eos = {tokenizer.eos_token_id}
+    new, lengths = sample_completions(policy, prompt, 3, 5, eos, 1.0, torch.Generator().manual_seed(4))
+    new[1, 2], lengths[1] = tokenizer.eos_token_id, 3  # one completion that ends early
+    ref_lp, feats = _frozen_pass(policy, prompt, new, lengths, eos)
+    lp = _policy_logprobs(policy, prompt, new, lengths)
+    with torch.no_grad():
+        for i, n in enumerate(lengths):
+            ids = torch.tensor([prompt + new[i, :n].tolist()])
+            full = torch.log_softmax(policy(input_ids=ids).logits[0, len(prompt) - 1 : -1], -1)
+            expect = full.gather(-1, new[i, :n, None])[:, 0]
+            assert torch.allclose(lp[i, :n], expect, atol=1e-5)
+            assert (lp[i, n:] == 0).all()
+            with policy.disable_adapter():
+                full_ref = torch.log_softmax(policy(input_ids=ids).logits[0, len(prompt) - 1 : -1], -1)
+            assert torch.allclose(ref_lp[i, :n], full_ref.gather(-1, new[i, :n, None])[:, 0], atol=1e-5)
+            assert not torch.allclose(ref_lp[i, :n], lp[i, :n])
+        text = " the river stone"
+        known = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"]])
+        _, sample_feats = _frozen_pass(policy, prompt, known, [known.shape[1]], eos)
+        with policy.disable_adapter():
+            logged = edit_features(policy, tokenizer, [("Note 1: the list reads", text)], cfg)
+        assert torch.allclose(logged[0], sample_feats[0], atol=1e-5)
+        assert feats[1][-1] == pytest.approx(torch.log1p(torch.tensor(2.0)))  # 2 text tokens, then the end
+
+
+def test_policy_step_moves_the_adapter(tiny_model_dir):
+    model, tokenizer = load_base(tiny_model_dir)
+    cfg = CostConfig(samples=4, max_new_tokens=6, learning_rate=1e-2)
+    policy = peft_model(model, cfg).eval()
+    x = torch.randn(10, model.config.hidden_size + 1, generator=torch.Generator().manual_seed(0))
+    cm = CostModel.fit(x, torch.rand(10, generator=torch.Generator().manual_seed(1)).tolist(), heads=2)
+    before = {n: p.detach().clone() for n, p in policy.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.learning_rate)
+    prompts = [encode.prompt_ids(tokenizer, "def f(x):", 64), encode.prompt_ids(tokenizer, "Dear team,", 64)]
+    stats = policy_step(policy, optimizer, cm, prompts, {tokenizer.eos_token_id}, cfg, torch.Generator().manual_seed(0))
+    assert set(stats) >= {"cost", "kl", "reward", "grad_norm"}
+    moved = [n for n, p in policy.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
+    assert moved and all("lora_" in n for n in moved)
+    # The base stays frozen: it is the KL reference.
+    assert not any(p.requires_grad for n, p in policy.named_parameters() if "lora_" not in n)
+
+
+def test_train_cost_lowers_the_cost_of_greedy_suggestions(tiny_model_dir, tmp_path):
+    """A user who dislikes half of the vocabulary, including what the base model says greedily. The
+    logged suggestions are the base model's own samples; the learner must find out from their costs
+    which tokens the user dislikes and steer the policy's greedy suggestions away from them."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    _, tokenizer = load_base(tiny_model_dir)
+    prompts = [f"Item {i}: the list reads" for i in range(12)]
+    eos = {tokenizer.eos_token_id}
+
+    def greedy(model, prompt):
+        new, lengths = sample_completions(model, encode.prompt_ids(tokenizer, prompt, 64), 1, 6, eos, 0.0)
+        return tokenizer.decode(new[0, : lengths[0]].tolist(), skip_special_tokens=True)
+
+    emb = base.get_input_embeddings().weight.detach()
+    greedy_ids = [i for p in prompts for i in tokenizer(greedy(base, p), add_special_tokens=False)["input_ids"]]
+    direction = emb[greedy_ids].mean(0)
+    bad = (emb @ direction) > 0  # the base's greedy tokens are on the bad side
+
+    def true_cost(text: str) -> float:
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return float(bad[ids].float().mean()) if ids else 0.0
+
+    gen = torch.Generator().manual_seed(SEED)
+
+    def logged(per_prompt):
+        edits = []
+        for prompt in prompts:
+            ids = encode.prompt_ids(tokenizer, prompt, 64)
+            new, lengths = sample_completions(base, ids, per_prompt, 6, eos, 1.0, gen)
+            for row, n in zip(new.tolist(), lengths):
+                y = tokenizer.decode(row[:n], skip_special_tokens=True)
+                edits.append(_Edit(prompt, y, y, true_cost(y)))
+        return edits
+
+    train, val = logged(16), logged(2)
+    events = []
+    cfg = CostConfig(max_steps=20, batch_size=2, samples=4, max_new_tokens=6, learning_rate=1e-2, beta=0.01,
+                     eval_prompts=6, max_prompt_tokens=64, seed=SEED)
+    out = train_cost(tiny_model_dir, train, val, tmp_path / "cost", cfg, events.append)
+
+    assert out == tmp_path / "cost" / "adapter"
+    assert (out / "adapter_config.json").is_file()
+    assert (tmp_path / "cost" / "cost_model" / "cost_model.safetensors").is_file()
+    report = json.loads((tmp_path / "cost" / "cost_report.json").read_text())
+    assert report["steps"] == 20 and len(report["curve"]) == 20
+    assert [e["step"] for e in events if e["stage"] == "policy"] == list(range(1, 21))
+    assert events[-1]["stage"] == "done"
+    greedy_cost = report["greedy_pessimistic_cost"]
+    assert greedy_cost["after"] < greedy_cost["before"], greedy_cost
+    # What counts: the user's true cost of the greedy suggestions fell.
+    policy = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(out)).eval()
+    with policy.disable_adapter():
+        before = sum(true_cost(greedy(policy, p)) for p in prompts) / len(prompts)
+    after = sum(true_cost(greedy(policy, p)) for p in prompts) / len(prompts)
+    assert before > 0.9 and after < before - 0.3, (before, after)
+    # The saved cost model reproduces the learner's figure.
+    cm = CostModel.load(tmp_path / "cost" / "cost_model")
+    again = greedy_predicted_cost(policy, tokenizer, cm, [e.prompt for e in val[:6]], cfg)
+    assert again == pytest.approx(greedy_cost["after"], abs=1e-5)
