@@ -258,7 +258,7 @@ class Runtime:
                     else:
                         self.model.set_adapter(policy)
                 with ctx:
-                    out = self.model(input_ids=inputs, past_key_values=state["cache"], use_cache=True, logits_to_keep=1)
+                    out = self.model(input_ids=inputs, cache=state["cache"], use_cache=True, logits_to_keep=1)
                 return out.logits[0, -1]
 
             slot = _Slot(decoder=None, forward=forward, crop=crop)
