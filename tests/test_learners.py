@@ -224,6 +224,20 @@ def test_batched_log_probabilities_match_one_at_a_time(tiny_model_dir):  # noqa:
         assert max(abs(x - y) for x, y in zip(b, s)) < 1e-3
 
 
+def test_batched_generation_matches_one_at_a_time(tiny_model_dir, sup_adapter):  # noqa: F811
+    from peft import PeftModel
+
+    from training.lora import load_base
+
+    model, tokenizer = load_base(tiny_model_dir)
+    model = PeftModel.from_pretrained(model, str(sup_adapter)).eval()
+    edits = [VAL[0], replace(VAL[1], prompt="x = 1\n" * 30 + VAL[1].prompt), replace(VAL[2], final="return")]
+    batched = evaluate.generate(model, tokenizer, edits, cfg=EVAL)
+    single = [evaluate.generate(model, tokenizer, [e], cfg=EVAL)[0] for e in edits]
+    assert [(g.text, g.stop_reason) for g in batched] == [(g.text, g.stop_reason) for g in single]
+    assert batched[0].text == WANTED and batched[0].stop_reason == "eos"
+
+
 def test_mixture_log_loss_is_the_token_level_mixture():
     a = PolicyScore("a", 0, 0, n=1, tokens=2, token_logprobs=[[-1.0, -3.0]])
     b = PolicyScore("b", 0, 0, n=1, tokens=2, token_logprobs=[[-2.0, -0.5]])
@@ -303,3 +317,61 @@ def test_pipeline_writes_an_explained_version_and_activates_it(tmp_path, tiny_mo
     comparison = versions.load_version(again.version, root).read_json("comparison.json")
     assert comparison["against"] == v.id and comparison["n"] == 4
     assert again.activated == (again.validation["sup"]["cost"] <= comparison["cost"])
+
+
+# --- the real default model (slow) --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_whole_pipeline_on_the_default_model(tmp_path, default_model_dir):
+    """`python -m training train` as the server starts it, on ~30 edits of a user who always appends the
+    same comment: every arm trains and is validated, SUP learns the habit, the version loads in the
+    server's runtime. Few steps and short texts: about three minutes on a busy 2-core machine."""
+    import os
+    import subprocess
+    import sys
+
+    from server.runtime import Runtime
+
+    names = "total count items values result data index key name size".split()
+    edits = []
+    for i in range(30):
+        a, b = names[i % 10], names[(3 * i + 1) % 10]
+        prompt = f'def combine_{i}({a}, {b}):\n    """Return the {a} with the {b}."""\n    '
+        edits.append(Edit(id=f"r{i:02d}", prompt=prompt, prefix=prompt, suggestion=f"return {a} + {b}",
+                          final=f"return {a} + {b}  # combined", cost=0.5, char_cost=0.3, language="python",
+                          created_at=float(i)))  # fmt: skip
+    home = tmp_path / "home"
+    _db(home / "redline.db", edits)
+    learners = ["sup", "pref", "early"] + (["mixture"] if "mixture" in pipeline.available_learners() else [])
+    settings = {
+        "split.val_fraction": 0.2,  # 24 to train on, 6 to validate
+        "sup.max_steps": 6, "sup.learning_rate": 1e-3, "sup.r": 8, "sup.alpha": 16,
+        "pref.max_steps": 3, "pref.r": 8, "pref.alpha": 16,
+        "early.max_steps": 3, "early.lambdas": "1.0", "early.r": 8, "early.alpha": 16,
+        "eval.max_new_tokens": 16, "eval.margin_tokens": 4,
+    }  # fmt: skip
+    args = ["--model", str(default_model_dir), "--learners", ",".join(learners), "--progress", "json"]
+    for key, value in settings.items():
+        args += ["--set", f"{key}={value}"]
+    env = {**os.environ, "REDLINE_HOME": str(home)}
+    proc = subprocess.run([sys.executable, "-m", "training", "train", *args], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    events = [json.loads(ln) for ln in proc.stderr.splitlines() if ln.startswith("{")]
+    assert {e["learner"] for e in events if e["stage"] == "train"} >= {"sup", "pref", "early"}
+
+    assert summary["skipped"] == {} and summary["counts"]["validation"] == 6
+    val = summary["validation"]
+    assert set(val) == {"base", *learners}
+    assert val["sup"]["nll"] < val["base"]["nll"] - 0.3  # the habit is learned
+    root = home / "models" / "versions"
+    version = versions.load_version(summary["version"], root)
+    assert set(version.adapters) == {"sup", "pref", "early"}
+    served_trained = [p for p in version.served if p != "base"]
+    assert summary["activated"] == bool(served_trained), summary["reason"]
+
+    runtime = Runtime(default_model_dir)
+    policies = runtime.use_version(version)
+    assert set(policies) >= {"base", *[p for p in served_trained if p != "mixture"]}

@@ -36,6 +36,7 @@ from rapidfuzz.distance import Levenshtein
 #: Outcome kinds where y′ grew out of the accepted suggestion (as opposed to text typed in its place).
 ACCEPTED_KINDS = frozenset({"accepted", "edited", "partial"})
 FILTER_REASONS = ("deleted", "unrelated", "duplicate", "excluded", "too_long")
+LEARNER_NAMES = frozenset({"sup", "pref", "early", "cost", "mixture"})
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ class TooFewEdits(RuntimeError):
 
     def __init__(self, arm: str, need: int, have: int, detail: str = "") -> None:
         self.arm, self.need, self.have = arm, need, have
-        msg = f"{arm.upper()} needs at least {need} edits, have {have}"
+        name = arm.upper() if arm in LEARNER_NAMES else arm.capitalize()
+        msg = f"{name} needs at least {need} edits, have {have}"
         super().__init__(msg + (f" ({detail})" if detail else "") + ".")
 
 

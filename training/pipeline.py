@@ -196,10 +196,8 @@ def _run(model_dir, db_path, cfg, progress, root, dry_run, main) -> RunResult:
         progress.emit("done", message=result.reason, learners=runnable)
         return result
     if not any(k in runnable for k in ("sup", "pref", "early", "cost")):
-        raise NothingToTrain(
-            "Nothing to train yet: " + "; ".join(f"{v}" for v in plan.values() if v)
-            + f" ({report})."
-        )
+        reasons = list(dict.fromkeys(v.rstrip(".") for v in plan.values() if v))
+        raise NothingToTrain(f"Nothing to train yet: {report}. " + "; ".join(reasons) + ".")
 
     current = versions.active(root)
     same_base = current is not None and Path(current.base_model) == model_dir
@@ -262,10 +260,16 @@ def _run(model_dir, db_path, cfg, progress, root, dry_run, main) -> RunResult:
 def _plan(cfg: PipelineConfig, train: list[data.Edit], val: list[data.Edit]) -> dict[str, str]:
     """learner -> why it cannot run ("" when it can)."""
     plan: dict[str, str] = {}
-    min_val = max(cfg.split.min_val, 1)
+    try:
+        data.require("validation", max(cfg.split.min_val, 1), len(val), "the newest edits are held out to validate")
+        no_val = ""
+    except data.TooFewEdits as exc:
+        no_val = str(exc)
     for name in cfg.learners:
+        if name in OPTIONAL_LEARNERS and not _module_exists(OPTIONAL_LEARNERS[name]):
+            plan[name] = f"{name.upper()} is not available ({OPTIONAL_LEARNERS[name]} is missing)"
+            continue
         try:
-            data.require("validation", min_val, len(val), "the newest edits are held out to validate")
             if name == "sup":
                 data.require("sup", cfg.sup.min_edits, len(train))
             elif name == "pref":
@@ -273,14 +277,11 @@ def _plan(cfg: PipelineConfig, train: list[data.Edit], val: list[data.Edit]) -> 
                 data.require("pref", cfg.pref.min_edits, have, "edits where y′ differs from y")
             elif name == "early":
                 data.require("early", cfg.early.min_edits, len(train))
-            elif name in OPTIONAL_LEARNERS and not _module_exists(OPTIONAL_LEARNERS[name]):
-                plan[name] = f"{name.upper()} is not available ({OPTIONAL_LEARNERS[name]} is missing)"
-                continue
             elif name == "cost" and cfg.cost is not None:
                 data.require("cost", getattr(cfg.cost, "min_edits", 1), len(train))
-            plan[name] = ""
+            plan[name] = no_val
         except data.TooFewEdits as exc:
-            plan[name] = str(exc)
+            plan[name] = no_val or str(exc)
     return plan
 
 

@@ -1,12 +1,14 @@
 // Drives a running code-server in Debian's Chromium, as a person would: open each file, type at its
-// end, wait for Redline's ghost text, accept it with Tab, save with Ctrl+S.
+// end, wait for Redline's ghost text, accept it with Tab, save with Ctrl+S; then run "Redline: Show
+// statistics" from the command palette and read the document it opens.
 //
 //   node drive.mjs '<json>'    (node 24 from .tools/bin/node24, or any node >= 18)
 //
 // The JSON argument: {url, workspace, tools, profileDir, screenshotDir,
-//                     files: [{name, typed, timeoutMs}], saveTimeoutMs}
-// Prints one JSON report on stdout's last line: {ok, files: [{name, ghostMs, ghost, saved}], error?,
-// screenshot?}. Exit status 0 when every file got a ghost, accepted and saved; 1 otherwise.
+//                     files: [{name, typed, timeoutMs}], saveTimeoutMs, statistics?: {timeoutMs}}
+// Prints one JSON report on stdout's last line: {ok, files: [{name, ghostMs, ghost, saved}],
+// statusText, statistics?: {text, accepted, shown}, error?, screenshot?}. Exit status 0 when every
+// file got a ghost, accepted and saved, and the statistics showed an accepted suggestion; 1 otherwise.
 
 import { createRequire } from 'node:module';
 import { readFile } from 'node:fs/promises';
@@ -53,6 +55,51 @@ async function openFile(page, name) {
     await editor.waitFor({ state: 'visible', timeout: 15_000 });
     await editor.click();
     await page.keyboard.press('Control+End');
+}
+
+/** Run a command by its palette title: F1, type, Enter. */
+async function runCommand(page, title) {
+    await page.keyboard.press('F1');
+    const input = page.locator('.quick-input-widget input');
+    await input.waitFor({ state: 'visible', timeout: 15_000 });
+    await input.fill(`>${title}`);
+    await page
+        .locator('.quick-input-list .monaco-list-row', { hasText: title })
+        .first()
+        .waitFor({ state: 'visible', timeout: 15_000 });
+    await page.keyboard.press('Enter');
+}
+
+/**
+ * "Redline: Show statistics", then the text of the document it opens (the lines on screen). The accept
+ * command travels asynchronously, so it asks again (a few times) until an acceptance shows.
+ */
+async function readStatistics(page, timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    let last = null;
+    for (let attempt = 1; ; attempt++) {
+        await runCommand(page, 'Redline: Show statistics');
+        await page
+            .locator('.tab.active', { hasText: 'Redline statistics' })
+            .waitFor({ state: 'visible', timeout: Math.max(5_000, deadline - Date.now()) });
+        const lines = page.locator('.editor-group-container.active .monaco-editor .view-lines').first();
+        // The document's text is replaced in place when the command runs again: wait for its summary.
+        let text = '';
+        while (Date.now() < deadline) {
+            text = ((await lines.innerText()) ?? '').replace(/\u00a0/g, ' ');
+            if (/Accepted suggestions: \d+ of \d+/.test(text)) {
+                break;
+            }
+            await sleep(250);
+        }
+        const m = /Accepted suggestions: (\d+) of (\d+)/.exec(text);
+        last = { text, accepted: m ? Number(m[1]) : null, shown: m ? Number(m[2]) : null, attempts: attempt };
+        log(`statistics (attempt ${attempt}): ${m ? m[0] : JSON.stringify(text.slice(0, 200))}`);
+        if ((last.accepted ?? 0) >= 1 || Date.now() + 3_000 > deadline) {
+            return last;
+        }
+        await sleep(2_000);
+    }
 }
 
 async function main() {
@@ -105,6 +152,17 @@ async function main() {
         }
         const status = page.locator('.statusbar-item', { hasText: 'Redline' }).first();
         report.status = (await status.count()) ? await status.getAttribute('aria-label') : null;
+        report.statusText = (await status.count()) ? (await status.innerText()).trim() : null;
+        if (args.statistics) {
+            report.statistics = await readStatistics(page, args.statistics.timeoutMs ?? 60_000);
+            if (args.screenshotDir) {
+                report.statistics.screenshot = path.join(args.screenshotDir, 'statistics.png');
+                await page.screenshot({ path: report.statistics.screenshot }).catch((e) => log('no screenshot:', e));
+            }
+            if ((report.statistics.accepted ?? 0) < 1) {
+                throw new Error(`the statistics show no accepted suggestion: ${report.statistics.text.slice(0, 500)}`);
+            }
+        }
         report.ok = true;
     } catch (err) {
         report.error = String(err?.stack ?? err);

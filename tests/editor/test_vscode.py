@@ -1,7 +1,9 @@
 """End to end in a real VS Code: code-server in headless Chromium, with the packaged extension.
 
 It types at the end of a Python file and a Markdown file, waits for Redline's ghost text, accepts it
-with Tab and saves; then checks the files on disk and the acceptances in the server's database.
+with Tab and saves; then runs "Redline: Show statistics" from the command palette and reads the
+document it opens. It checks the files on disk, the acceptances in the server's database, and that the
+statistics (from `redline stats --json`, run by the extension) count an accepted suggestion.
 
 Needs `scripts/install-editor.sh` (.tools/) and `npm ci && npm run package` in extension/ first.
 Without them the test is skipped, except under CI, where it fails.
@@ -246,6 +248,7 @@ def test_ghost_text_accepted_and_recorded(editor: CodeServer, tmp_path: Path) ->
         "screenshotDir": str(tmp_path),
         "files": [{"name": n, "typed": t, "timeoutMs": s * 1000} for n, _b, t, s in FILES],
         "saveTimeoutMs": 15_000,
+        "statistics": {"timeoutMs": 60_000},
     }
     home = tmp_path / "driver-home"
     home.mkdir()
@@ -277,6 +280,10 @@ def test_ghost_text_accepted_and_recorded(editor: CodeServer, tmp_path: Path) ->
     assert report.get("ok"), f"{report.get('error')}\n{context}"
     for seen in report["files"]:  # shown with -s, and in the report of a later failure
         print(f"{seen['name']}: ghost text after {seen['ghostMs']} ms: {seen['ghost']!r}")
+    print(f"status bar: {report.get('statusText')!r} ({report.get('status')})")
+    stats = report.get("statistics") or {}
+    print(f"statistics: {stats.get('accepted')} accepted of {stats.get('shown')} shown")
+    assert (stats.get("accepted") or 0) >= 1, f"statistics: {stats.get('text', '')[:1000]!r}\n{context}"
 
     for name, before, typed, _timeout in FILES:
         on_disk = (editor.workspace / name).read_text()
