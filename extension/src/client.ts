@@ -6,6 +6,11 @@ import {
     ExecuteCommandRequest,
     LanguageClient,
     State as ClientState,
+    WorkDoneProgress,
+    WorkDoneProgressCreateRequest,
+    type WorkDoneProgressBegin,
+    type WorkDoneProgressEnd,
+    type WorkDoneProgressReport,
     type DocumentSelector,
     type ErrorHandler,
     type LanguageClientOptions,
@@ -23,6 +28,7 @@ import {
 import { resolvePython } from './python';
 import { type StatusBar } from './status';
 
+/** What initializationOptions carries; didChangeConfiguration then sends the whole `redline` section. */
 export function readSettings(): Settings {
     const config = vscode.workspace.getConfiguration(SETTINGS_SECTION);
     return {
@@ -30,8 +36,16 @@ export function readSettings(): Settings {
         enabled: config.get<boolean>('enabled', true),
         languages: config.get<string[]>('languages', DEFAULT_LANGUAGES),
         maxSuggestionTokens: config.get<number>('maxSuggestionTokens', 48),
+        capture: config.get<boolean>('capture', true),
+        settleSeconds: config.get<number>('settleSeconds', 20),
+        exclude: config.get<string[]>('exclude', []),
+        retentionDays: config.get<number>('retentionDays', 365),
+        autoRetrainEdits: config.get<number>('autoRetrainEdits', 50),
+        autoRetrainIdleSeconds: config.get<number>('autoRetrainIdleSeconds', 120),
     };
 }
+
+export type WorkDoneValue = WorkDoneProgressBegin | WorkDoneProgressReport | WorkDoneProgressEnd;
 
 export function documentSelector(languages: string[]): DocumentSelector {
     const schemes = ['file', 'untitled'];
@@ -48,6 +62,9 @@ export class ServerSession implements vscode.Disposable {
     private readonly listeners: vscode.Disposable[] = [];
     /** Starts, stops and restarts run one after another (a settings change may come mid-start). */
     private queue: Promise<void> = Promise.resolve();
+
+    /** Where the server's own work-done progress (a retraining) goes; see training.ts. */
+    onWorkDone: ((value: WorkDoneValue) => void) | undefined;
 
     constructor(
         private readonly extensionPath: string,
@@ -146,11 +163,46 @@ export class ServerSession implements vscode.Disposable {
             );
             return;
         }
+        this.followServerProgress(client);
         // The server may have announced its state before our handler saw it: ask once.
         const now = await this.execute(CMD_STATUS).catch(() => undefined);
         if (now) {
             this.status.show(now);
         }
+    }
+
+    /**
+     * Take over server-created work-done progress (window/workDoneProgress/create). The language
+     * client's own handler shows it only as a status-bar spinner without a Cancel button; ours hands it
+     * to onWorkDone, which shows a cancellable notification. Registered after start, so it replaces the
+     * client's handler for this connection.
+     */
+    private followServerProgress(client: LanguageClient): void {
+        const tokens = new Map<string | number, vscode.Disposable>();
+        this.listeners.push(
+            client.onRequest(WorkDoneProgressCreateRequest.type, (params) => {
+                const token = params.token;
+                tokens.get(token)?.dispose();
+                const listener = client.onProgress(WorkDoneProgress.type, token, (value) => {
+                    if (value.kind === 'end') {
+                        tokens.get(token)?.dispose();
+                        tokens.delete(token);
+                    }
+                    try {
+                        this.onWorkDone?.(value);
+                    } catch (err) {
+                        this.output.warn(`Showing the server's progress: ${message(err)}`);
+                    }
+                });
+                tokens.set(token, listener);
+            }),
+            {
+                dispose: () => {
+                    tokens.forEach((d) => d.dispose());
+                    tokens.clear();
+                },
+            },
+        );
     }
 
     private async doStop(): Promise<void> {
@@ -174,14 +226,16 @@ export class ServerSession implements vscode.Disposable {
 
     /** Run one of the server's commands; returns its status payload when it answers with one. */
     async execute(command: string, args: unknown[] = []): Promise<StatusPayload | undefined> {
+        const result = await this.command(command, args);
+        return isStatusPayload(result) ? result : undefined;
+    }
+
+    /** Run one of the server's commands; returns what it answers. */
+    async command(command: string, args: unknown[] = []): Promise<unknown> {
         if (!this.client || !this.running) {
             throw new Error('the Redline server is not running');
         }
-        const result: unknown = await this.client.sendRequest(ExecuteCommandRequest.type, {
-            command,
-            arguments: args,
-        });
-        return isStatusPayload(result) ? result : undefined;
+        return this.client.sendRequest(ExecuteCommandRequest.type, { command, arguments: args });
     }
 
     dispose(): void {
