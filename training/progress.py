@@ -78,12 +78,13 @@ class Progress:
     def _draw(self, event: dict) -> None:
         from tqdm import tqdm
 
-        key = (event["stage"], event["learner"])
+        # One bar per learner's training; validation walks through the policies on one bar.
+        key = (event["stage"], event["learner"] if event["stage"] == "train" else None)
         if event["of"] and event["step"] is not None:
             if key != self._bar_key:
                 self._close_bar()
-                self._bar = tqdm(total=event["of"], desc=event["message"].rsplit(" ", 1)[0], file=self.stream,
-                                 leave=True, dynamic_ncols=True)  # fmt: skip
+                desc = _message(event["stage"], key[1], None, None)
+                self._bar = tqdm(total=event["of"], desc=desc, file=self.stream, leave=True, dynamic_ncols=True)
                 self._bar_key = key
             self._bar.total = event["of"]
             self._bar.n = event["step"]
