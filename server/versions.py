@@ -5,7 +5,7 @@ libraries, and the trainer writes them through the same module.
 
 Layout, under `<data>/models/versions/`:
 
-    <version-id>/                      e.g. 20260129-013400-3f2a
+    <version-id>/                      e.g. 20260129-013400-250-3f2a
         manifest.json                  written last: id, times, base model, policies, every file's size
         adapters/<policy>/             peft LoRA adapter: adapter_model.safetensors + adapter_config.json
         train_config.json              every config the run used
@@ -57,9 +57,10 @@ def versions_root(root: Path | None = None) -> Path:
 
 
 def new_version_id(now: float | None = None) -> str:
-    """Sortable by time: YYYYMMDD-HHMMSS-<4 hex>."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() if now is None else now))
-    return f"{stamp}-{secrets.token_hex(2)}"
+    """Sortable by time: YYYYMMDD-HHMMSS-mmm-<4 hex> (local time, milliseconds, a random tag)."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return f"{stamp}-{int(now * 1000) % 1000:03d}-{secrets.token_hex(2)}"
 
 
 # --- reading ------------------------------------------------------------------------------------------
@@ -143,12 +144,12 @@ def load_version(version_id: str, root: Path | None = None) -> Version:
 def list_versions(root: Path | None = None) -> list[Version]:
     """Complete versions, oldest first. Partial and damaged folders are left out."""
     out = []
-    for folder in sorted(versions_root(root).iterdir()):
+    for folder in versions_root(root).iterdir():
         if not folder.is_dir() or folder.name.startswith("."):
             continue
         with contextlib.suppress(VersionError, ValueError, OSError):
             out.append(load_version(folder.name, root))
-    return out
+    return sorted(out, key=lambda v: (float(v.manifest.get("created_at") or 0), v.id))
 
 
 def read_pointer(root: Path | None = None) -> dict:
@@ -391,6 +392,19 @@ def rollback(root: Path | None = None) -> Version | None:
             return version
         _write_pointer(root, None, [])
         return None
+
+
+def prune(keep: int = 5, root: Path | None = None) -> list[str]:
+    """Delete all but the newest `keep` versions, never the active one. Rollback skips what has gone.
+    Returns the ids deleted."""
+    root = versions_root(root)
+    active_id = read_pointer(root).get("version")
+    ids = [v.id for v in list_versions(root)]
+    doomed = [i for i in ids[: max(len(ids) - max(keep, 0), 0)] if i != active_id]
+    for version_id in doomed:
+        with contextlib.suppress(VersionError):
+            delete_version(version_id, root)
+    return doomed
 
 
 def delete_version(version_id: str, root: Path | None = None) -> None:

@@ -285,6 +285,15 @@ def test_pipeline_dry_run_says_what_each_learner_needs(tmp_path, tiny_model_dir)
     assert versions.list_versions(tmp_path / "v") == []
 
 
+def test_one_training_run_at_a_time(tmp_path, tiny_model_dir):  # noqa: F811
+    db = _db(tmp_path / "redline.db", synthetic_edits(12))
+    root = versions.versions_root(tmp_path / "v")
+    with pipeline.training_lock(root):
+        with pytest.raises(pipeline.TrainerBusy, match="in progress"):
+            pipeline.run(tiny_model_dir, db, versions_root=root, dry_run=True)
+    assert pipeline.run(tiny_model_dir, db, versions_root=root, dry_run=True).dry_run
+
+
 def test_pipeline_writes_an_explained_version_and_activates_it(tmp_path, tiny_model_dir):  # noqa: F811
     edits = synthetic_edits(20) + [replace(synthetic_edits(1, start=50)[0], final="", kind="deleted")]
     db = _db(tmp_path / "redline.db", edits)

@@ -143,6 +143,14 @@ def test_rollback_walks_the_history_back_to_the_base_model(root):
         versions.delete_version("../x", root=root)
 
 
+def test_prune_keeps_the_newest_and_the_active_version(root):
+    made = [make_version(root, {"base": 0.5, "sup": 0.4 - i / 100}) for i in range(5)]
+    versions.activate(made[0].id, root=root)
+    assert versions.prune(keep=2, root=root) == [made[1].id, made[2].id]
+    assert [v.id for v in versions.list_versions(root)] == [made[0].id, made[3].id, made[4].id]
+    assert versions.active(root).id == made[0].id
+
+
 def test_a_pointer_to_a_missing_version_reads_as_the_base_model(root):
     v = make_version(root, {"base": 0.5, "sup": 0.4})
     versions.activate(v.id, root=root)

@@ -92,6 +92,7 @@ class PipelineConfig:
     tolerance: float = 0.0  # the gate lets a version this much worse (validation cost) through
     compare_active: bool = True  # score the active version on the new validation edits
     threads: int = 0  # torch CPU threads; 0: one fewer than the cores (at least one)
+    keep_versions: int = 5  # older versions are deleted after a run (never the active one)
     filter: data.FilterConfig = field(default_factory=data.FilterConfig)
     split: data.SplitConfig = field(default_factory=data.SplitConfig)
     sup: SupConfig = field(default_factory=SupConfig)
@@ -171,7 +172,7 @@ def run(
     cpu_threads(cfg.threads)
     main = PartialState().is_main_process
     with training_lock(root) if main else contextlib.nullcontext():
-        return _run(Path(model_dir), Path(db_path), cfg, progress, root, dry_run, main)
+        return _run(Path(model_dir).resolve(), Path(db_path), cfg, progress, root, dry_run, main)
 
 
 def _run(model_dir, db_path, cfg, progress, root, dry_run, main) -> RunResult:
@@ -200,7 +201,7 @@ def _run(model_dir, db_path, cfg, progress, root, dry_run, main) -> RunResult:
         raise NothingToTrain(f"Nothing to train yet: {report}. " + "; ".join(reasons) + ".")
 
     current = versions.active(root)
-    same_base = current is not None and Path(current.base_model) == model_dir
+    same_base = current is not None and Path(current.base_model).resolve() == model_dir
     writer = versions.VersionWriter(model_dir, root) if main else None
     scratch = tempfile.TemporaryDirectory(prefix="redline-train-")
     try:
@@ -246,6 +247,8 @@ def _run(model_dir, db_path, cfg, progress, root, dry_run, main) -> RunResult:
             result.activated, result.reason = decision.activated, decision.reason
         else:
             result.reason = "written, not activated (activation turned off)"
+        if cfg.keep_versions > 0:
+            versions.prune(cfg.keep_versions, root)
         progress.emit("gate", message=("Activated: " if result.activated else "Not activated: ") + result.reason,
                       version=version.id, activated=result.activated)  # fmt: skip
         progress.emit("done", message=f"Model version {version.id} written", version=version.id,
