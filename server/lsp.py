@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import threading
 import time
 import traceback
@@ -657,6 +659,19 @@ def make_server() -> RedlineServer:
             ls._inflight.cancel()
         ls.cancel_retrain()
         ls.stop_capture("shutdown")
+
+    @ls.feature(types.EXIT)
+    def exit_(ls: RedlineServer, *args) -> None:
+        # pygls would wind down through sys.exit, then wait for its stdin reader thread, which only
+        # returns when the editor closes the pipe: editors kill the server after a couple of seconds.
+        # Everything worth keeping is committed by now (shutdown settled the spans), so leave at once.
+        ls.stop_capture("shutdown")
+        if ls.store is not None:
+            ls.store.close()
+        try:
+            sys.stdout.flush()
+        finally:
+            os._exit(0 if ls.protocol._shutdown else 1)
 
     return ls
 
