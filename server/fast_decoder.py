@@ -168,9 +168,10 @@ class FastDecoder:
         return y
 
     @torch.inference_mode()
-    def forward(self, ids: list[int]) -> torch.Tensor:
+    def forward(self, ids: list[int], all_positions: bool = False) -> torch.Tensor:
         """Append `ids` to the sequence; return the next-token logits after the last of them:
-        shape (vocab,) for one sequence, (batch, vocab) for a batch of policies."""
+        shape (vocab,) for one sequence, (batch, vocab) for a batch of policies. With `all_positions`
+        (one sequence only), the logits after each of `ids`: shape (len(ids), vocab)."""
         w = self.w
         T, B = len(ids), self.batch
         start = self.length
@@ -205,6 +206,8 @@ class FastDecoder:
             gate, up = self._linear(h, li, "gu").chunk(2, dim=-1)
             x = x + self._linear(F.silu(gate) * up, li, "d")
         self.length = end
+        if all_positions:
+            return F.linear(F.rms_norm(x[0], (hidden,), w.norm, w.eps), w.lm_head)
         last = F.rms_norm(x[:, -1], (hidden,), w.norm, w.eps)
         logits = F.linear(last, w.lm_head)
         return logits[0] if B == 1 else logits

@@ -53,6 +53,8 @@ class Generation:
     decode_ms: float  # time spent on the steps after the first token
     total_ms: float
     stop_reason: str  # "stop" | "length" | "eos" | "cancelled"
+    drafted: int = 0  # prompt-lookup tokens guessed
+    accepted_drafts: int = 0  # ... and kept (each one a decoding step saved)
 
     @property
     def ms_per_token(self) -> float:
@@ -64,6 +66,7 @@ class RuntimeConfig:
     threads: int = 0  # torch intra-op threads; 0 = all cores
     max_context_tokens: int = 2048  # prompts longer than this keep their last tokens
     fast_decoder: bool = True  # the lean Llama-family step (server/fast_decoder.py) where it applies
+    draft_tokens: int = 4  # prompt-lookup drafts checked per step (0 = off); output is unchanged
 
 
 BASE = "base"
@@ -78,6 +81,7 @@ class _Slot:
     forward: Callable[[list[int]], object]  # read tokens after the cached ones -> next-token scores
     crop: Callable[[int], None]  # keep the first n cached tokens
     ids: list[int] = field(default_factory=list)  # tokens whose keys/values are in the cache
+    forward_all: Callable[[list[int]], object] | None = None  # logits after each token read
 
 
 class Runtime:
@@ -190,7 +194,10 @@ class Runtime:
             from server.fast_decoder import FastDecoder
 
             decoder = FastDecoder(self.weights, max_len=self._max_len())
-            slot = _Slot(decoder=decoder, forward=decoder.forward, crop=decoder.crop)
+            slot = _Slot(
+                decoder=decoder, forward=decoder.forward, crop=decoder.crop,
+                forward_all=lambda ids: decoder.forward(ids, all_positions=True),
+            )
             self._slots["single"] = slot
         return slot
 
@@ -305,31 +312,54 @@ class Runtime:
         text = ""
         stop_reason = "length"
         first_token_at = prefill_ms = None
+        drafted = accepted_drafts = 0
         with torch.inference_mode():
             feed = ids[common:]
-            for step in range(max_new_tokens):
+            while len(out) < max_new_tokens and stop_reason == "length":
                 if cancel is not None and cancel.cancelled:
                     stop_reason = "cancelled"
                     break
-                logits = slot.forward(feed)
-                state.ids.extend(feed)
+                draft = []
+                if slot.forward_all is not None and self.config.draft_tokens:
+                    draft = _draft(ids + out, self.config.draft_tokens)
+                if draft:
+                    # Prompt-lookup decoding: guess the next tokens from an earlier occurrence of
+                    # the last few, and check them all in one pass (a pass reads the weights once
+                    # whatever its length). Greedy output is unchanged: only guesses the model
+                    # itself would have chosen are kept.
+                    logits = slot.forward_all(feed + draft)
+                    preds = logits[len(feed) - 1 :].argmax(-1).tolist()
+                    ok = 0
+                    while ok < len(draft) and draft[ok] == preds[ok]:
+                        ok += 1
+                    state.ids.extend(feed + draft[:ok])
+                    slot.crop(len(state.ids))  # forget the keys/values of rejected guesses
+                    produced = draft[:ok] + [preds[ok]]
+                    drafted += len(draft)
+                    accepted_drafts += ok
+                else:
+                    logits = slot.forward(feed)
+                    state.ids.extend(feed)
+                    produced = [int(logits.argmax())]
                 if prefill_ms is None:
                     prefill_ms = (time.perf_counter() - started) * 1000
-                token = int(logits.argmax())
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
-                if token in self.eos_ids:
-                    stop_reason = "eos"
-                    break
-                out.append(token)
-                text = self.decode(out)
-                if stop is not None:
-                    cut = stop(text)
-                    if cut is not None:
-                        text = text[:cut]
-                        stop_reason = "stop"
+                for token in produced:
+                    if token in self.eos_ids:
+                        stop_reason = "eos"
                         break
-                feed = [token]
+                    out.append(token)
+                    text = self.decode(out)
+                    if stop is not None:
+                        cut = stop(text)
+                        if cut is not None:
+                            text = text[:cut]
+                            stop_reason = "stop"
+                            break
+                    if len(out) >= max_new_tokens:
+                        break
+                feed = [produced[-1]]
         if stop_reason == "cancelled":
             text = ""
         now = time.perf_counter()
@@ -344,6 +374,8 @@ class Runtime:
             decode_ms=(now - (first_token_at or now)) * 1000,
             total_ms=(now - started) * 1000,
             stop_reason=stop_reason,
+            drafted=drafted,
+            accepted_drafts=accepted_drafts,
         )
 
     def _new_cache(self):
@@ -356,6 +388,21 @@ class Runtime:
             for slot in self._slots.values():
                 slot.crop(0)
                 slot.ids = []
+
+
+def _draft(seq: list[int], k: int, window: int = 2048) -> list[int]:
+    """Up to `k` tokens that followed the most recent earlier occurrence of the last 3 (or 2) tokens."""
+    n_seq = len(seq)
+    lo = max(0, n_seq - window)
+    for n in (3, 2):
+        if n_seq <= n:
+            continue
+        tail = seq[-n:]
+        first = tail[0]
+        for i in range(n_seq - n - 1, lo - 1, -1):
+            if seq[i] == first and seq[i : i + n] == tail:
+                return seq[i + n : i + n + k]
+    return []
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -79,3 +79,28 @@ def test_unknown_policy_falls_back_to_base(tiny_model_dir, version):  # noqa: F8
     rt.use_version(version[0])
     rt.use_version(None)  # back to the base model only
     assert rt.policies() == ["base"]
+
+
+def test_prompt_lookup_drafts_change_nothing_but_the_step_count(default_model_dir):
+    """Greedy output with drafting equals greedy output without it, on the real default model."""
+    from server.postprocess import stop_at
+    from server.prompt import build_context
+
+    plain = Runtime(default_model_dir, RuntimeConfig(draft_tokens=0))
+    drafting = Runtime(default_model_dir, RuntimeConfig(draft_tokens=4))
+    code = open(__import__("json").__file__.replace("__init__.py", "decoder.py")).read()
+    cuts = [code.index("def raw_decode") + 30, code.index("        obj, end = self.") + 20, 4000, len(code) - 200]
+    saved = 0
+    for cut in cuts:
+        prompt = code[:cut]
+        ctx = build_context(code, cut, "python")
+        for rt in (plain, drafting):
+            rt.reset_cache()
+        a = plain.generate(prompt, max_new_tokens=24, stop=lambda t: stop_at(ctx, t))
+        b = drafting.generate(prompt, max_new_tokens=24, stop=lambda t: stop_at(ctx, t))
+        assert a.text == b.text and a.stop_reason == b.stop_reason
+        saved += b.accepted_drafts
+        # and again with the cache warm (the next keystroke)
+        b2 = drafting.generate(prompt, max_new_tokens=24, stop=lambda t: stop_at(ctx, t))
+        assert b2.text == a.text and b2.reused_tokens > 0
+    assert saved > 0  # code repeats itself: some guesses were right
