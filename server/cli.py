@@ -123,10 +123,18 @@ def cmd_forget(args: argparse.Namespace) -> int:
         if input("Delete these records for good? [y/N] ").strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 1
-    n = _open_store().forget(
-        everything=args.all, since=_when(args.since), until=_when(args.until), folder=args.folder
-    )
+    from server import versions
+    from server.store import reports
+
+    store = _open_store()
+    since, until = _when(args.since), _when(args.until)
+    ids = set(reports.select_ids(store.db, since=since, until=until, folder=args.folder, everything=args.all))
+    n = store.forget(everything=args.all, since=since, until=until, folder=args.folder)
     print(f"forgot {n} suggestions and everything recorded about them")
+    # Adapters trained on those edits hold what they learnt from them: they go too.
+    removed = versions.forget_edits(ids)
+    if removed:
+        print(f"deleted {len(removed)} model versions trained on them: {', '.join(removed)}")
     return 0
 
 

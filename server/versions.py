@@ -422,3 +422,29 @@ def delete_version(version_id: str, root: Path | None = None) -> None:
         if version_id in pointer["history"]:
             _write_pointer(root, pointer.get("version"), [v for v in pointer["history"] if v != version_id])
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def forget_edits(edit_ids: set[str], root: Path | None = None) -> list[str]:
+    """Delete every version trained or validated on any of `edit_ids` (its adapters hold what it learnt
+    from them). When the active version is one of them, the newest earlier version that is not becomes
+    active, else the base model. Returns the ids of the deleted versions."""
+    if not edit_ids:
+        return []
+    root = versions_root(root)
+    tainted = []
+    for v in list_versions(root):
+        used = v.read_json("edits.json", {}) or {}
+        if edit_ids & set(used.get("train", [])) | edit_ids & set(used.get("validation", [])):
+            tainted.append(v.id)
+    if not tainted:
+        return []
+    with _pointer_lock(root):
+        pointer = read_pointer(root)
+        history = [h for h in pointer["history"] if h not in tainted]
+        current = pointer.get("version")
+        if current in tainted:
+            current = history.pop() if history else None
+        _write_pointer(root, current, history)
+    for version_id in tainted:
+        delete_version(version_id, root)
+    return tainted

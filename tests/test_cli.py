@@ -84,3 +84,24 @@ def test_forget_needs_confirmation_then_deletes(home):
     assert done.returncode == 0 and "forgot 2" in done.stdout
     assert json.loads(redline("stats", "--json", env_home=home).stdout)["total"]["suggestions"] == 1
     assert redline("forget", "--since", "not-a-date", "--yes", env_home=home).returncode != 0
+
+
+def test_forget_deletes_model_versions_trained_on_forgotten_edits(home):
+    from server import versions
+
+    store = Store(home / "redline.db")
+    ids = [r["id"] for r in store.db.query("SELECT id, uri FROM suggestions ORDER BY uri")]
+    store.close()
+    root = home / "models" / "versions"
+    made = []
+    for train in ([ids[0]], [ids[2]]):  # /p/one/a.py, then /p/two/c.md
+        with versions.VersionWriter(base_model="/m", root=root) as w:
+            w.write_json("edits.json", {"train": train, "validation": []})
+            w.write_json("validation.json", {"base": {"cost": 0.5, "served": True}})
+            made.append(w.commit().id)
+        versions.activate(made[-1], force=True, root=root)
+    assert versions.read_pointer(root)["version"] == made[1]
+    out = redline("forget", "--folder", "/p/two", "--yes", env_home=home)
+    assert out.returncode == 0 and made[1] in out.stdout
+    assert [v.id for v in versions.list_versions(root)] == [made[0]]
+    assert versions.read_pointer(root)["version"] == made[0]  # back to the one that never saw them
