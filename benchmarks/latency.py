@@ -119,7 +119,7 @@ class GenerateRuntime:
         self.fim = runtime.fim
         self.version = runtime.version
 
-    def generate(self, prompt, max_new_tokens, stop=None, cancel=None) -> Generation:
+    def generate(self, prompt, max_new_tokens, stop=None, cancel=None, policy="base") -> Generation:
         import torch
         from transformers import StoppingCriteria, StoppingCriteriaList
 
