@@ -147,6 +147,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Benchmark the learners against simulated users and write a report (its options follow `--`)."""
+    import subprocess
+
+    rest = args.bench_args[1:] if args.bench_args[:1] == ["--"] else args.bench_args
+    cmd = [sys.executable, "-m", "training.bench", *rest]
+    return subprocess.call(cmd)
+
+
 def cmd_model_rollback(args: argparse.Namespace) -> int:
     """Make the previous model version active again (a running server switches within seconds)."""
     from server import versions
@@ -218,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
     train = add("train", cmd_train)
     train.add_argument("trainer_args", nargs=argparse.REMAINDER,
                        help="options for the trainer (see `redline train -- --help`)")
+
+    bench = add("bench", cmd_bench)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER,
+                       help="options for the bench (see `redline bench -- --help`)")
 
     model = sub.add_parser("model", help="prepare and inspect model folders", description="Model folders.")
     model_sub = model.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
