@@ -115,7 +115,7 @@ def test_outcome_kinds_as_capture_files_them():
 
 def test_settings_from_names_users_and_context_files(tmp_path):
     names = [s.name for s in resolve_settings(None)]
-    assert names[:4] == ["writing-summary-strong", "writing-summary-weak", "writing-email-strong", "code-style-strong"]
+    assert names == ["writing-summary-strong", "writing-summary-weak", "code-style-strong", "writing-summary-drift"]
     assert [s.drift for s in resolve_settings(["writing-summary-drift"])] == [True]
     ctx = tmp_path / "notes.jsonl"
     ctx.write_text(json.dumps({"id": "a", "prompt": "Say hi."}) + "\n")
@@ -204,7 +204,8 @@ def test_bench_runs_any_user_on_any_contexts(tmp_path, tiny_model_dir):  # noqa:
     out = tmp_path / "out"
     proc = _bench("--quick", "--model", str(tiny_model_dir), "--user", "tests.test_bench_harness:Greeter",
                   "--contexts", str(ctx), "--edits", "8", "--rounds", "2", "--learners", "sup",
-                  "--out", str(out), "--work", str(tmp_path / "work"), "--progress", "none", tmp_path=tmp_path)  # fmt: skip
+                  "--out", str(out), "--work", str(tmp_path / "work"), "--progress", "none",
+                  tmp_path=tmp_path)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     results = json.loads((out / "results.json").read_text())
     (run,) = results["runs"]

@@ -4,9 +4,10 @@ Writes `report.md`, `results.json` and `plots/*.png` into `--out` (rewritten aft
 stopped bench still leaves a partial report), and each run's store, online log and (with
 `--keep-versions`) trained adapters under `--work`.
 
-The full default (5 settings × 3 seeds, 40 offline edits and 12 online rounds each, the default
-model) is sized for about 90 minutes on two CPU cores; `--quick` runs a tiny model, 10 edits, 4 rounds,
-one seed and two settings in a couple of minutes (what the test suite runs). Exit status: 0 done,
+The full default (`harness.DEFAULT_SETTINGS` and `BenchConfig`: 4 settings × 3 seeds, 20 offline edits
+and 8 online rounds each, a few optimizer steps per learner, the default model) is sized for about 90
+minutes on two CPU cores (docs/bench has the measurements); `--quick` runs a tiny model, 10 edits, 4
+rounds, one seed and two settings in about two minutes (what the test suite runs). Exit status: 0 done,
 2 bad arguments, 1 anything else.
 """
 
@@ -31,17 +32,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--quick", action="store_true",
-                   help="a tiny random model (or --model), few edits and rounds, one seed, fast learner settings")  # fmt: skip
+                   help="a tiny random model (or --model), few edits and rounds, one seed, fast learners")  # fmt: skip
     p.add_argument("--model", help="base model folder (default: the embedded default model; --quick: a tiny one)")
     p.add_argument("--settings", help=f"comma-separated user settings (default: {','.join(DEFAULT_SETTINGS)})")
     p.add_argument("--user", help="one user instead of the settings: a setting's name or module:attr")
-    p.add_argument("--contexts", help="contexts for the users: a set name (summary, email, humaneval ...) or a JSONL file")
+    p.add_argument("--contexts", help="the users' contexts: a set name (summary, email, humaneval ...) or a JSONL file")
     d = _defaults()
-    p.add_argument("--edits", type=int, help=f"offline edits per setting and seed (default {d['edits']}; --quick {QUICK['edits']})")
-    p.add_argument("--rounds", type=int, help=f"online rounds per setting and seed (default {d['rounds']}; --quick {QUICK['rounds']})")
+    p.add_argument("--edits", type=int,
+                   help=f"offline edits per setting and seed (default {d['edits']}; --quick {QUICK['edits']})")
+    p.add_argument("--rounds", type=int,
+                   help=f"online rounds per setting and seed (default {d['rounds']}; --quick {QUICK['rounds']})")
     p.add_argument("--seeds", type=int, help=f"how many seeds (default {len(d['seeds'])}; --quick {QUICK['seeds']})")
     p.add_argument("--first-seed", type=int, default=0, help="the first seed (default 0)")
-    p.add_argument("--writing-tokens", type=int, help=f"most tokens of a writing answer (default {d['writing_tokens']})")
+    p.add_argument("--writing-tokens", type=int,
+                   help=f"most tokens of a writing answer (default {d['writing_tokens']})")
     p.add_argument("--code-tokens", type=int, help=f"most tokens of a function body (default {d['code_tokens']})")
     p.add_argument("--max-prompt-tokens", type=int,
                    help=f"leave out contexts with longer prompts (default {d['max_prompt_tokens']})")  # fmt: skip

@@ -53,10 +53,12 @@ METHODS = ("base", "sup", "pref", "cost", "early", "mixture", "late")
 TRAINED = ("sup", "pref", "cost", "early")
 LABELS = {"base": "Base", "sup": "SUP", "pref": "PREF", "cost": "COST", "early": "Early", "mixture": "Mixture",
           "late": "Late"}  # fmt: skip
+# Four settings fit the 90-minute budget: the strong and weak summary users (the paper's complete
+# versus partial edits), code, and a drift. They share the base model's summaries. Add
+# writing-email-strong (and the others in training.bench.users.SETTINGS) with --settings.
 DEFAULT_SETTINGS = (
     "writing-summary-strong",
     "writing-summary-weak",
-    "writing-email-strong",
     "code-style-strong",
     "writing-summary-drift",
 )
@@ -88,7 +90,9 @@ class BenchSetting:
         return load_user(self.user, seed)
 
 
-def resolve_settings(names: list[str] | None, user: str | None = None, contexts: str | None = None) -> list[BenchSetting]:
+def resolve_settings(
+    names: list[str] | None, user: str | None = None, contexts: str | None = None
+) -> list[BenchSetting]:
     """The settings of a run: named ones, or one for `--user` (with `--contexts`, or its own contexts).
     `contexts` alone puts every named setting's user on those contexts."""
     from training.bench.users import SETTINGS
@@ -117,8 +121,8 @@ def resolve_settings(names: list[str] | None, user: str | None = None, contexts:
 @dataclass
 class BenchConfig:
     settings: list[BenchSetting] = field(default_factory=lambda: resolve_settings(None))
-    edits: int = 40  # offline log per setting and seed; the pipeline validates on the newest fifth
-    rounds: int = 12  # online rounds per setting and seed
+    edits: int = 20  # offline log per setting and seed; the trainer validates on the newest 4
+    rounds: int = 8  # online rounds per setting and seed
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     writing_tokens: int = 64  # most tokens of a writing answer (3 bullets of 12 words fit)
     code_tokens: int = 96  # most tokens of a function body
@@ -143,14 +147,18 @@ class BenchConfig:
 def pipeline_config(quick: bool = False, max_prompt_tokens: int = 256):
     """The learners' settings for the bench: a fixed, small number of optimizer steps per learner.
 
-    Full (the default model): measured on a 2-core machine with one torch thread, an SFT step of 4
-    edits takes 15-28 s, a DPO step (PREF, Early) 40-90 s, and validating every policy on a handful of
-    held-out edits 100-200 s; the trainer's own defaults (epochs over the edits) spend 9-17 minutes
-    on 16 edits. So every learner gets a few steps (SUP at its own learning rate learned the code
-    user's bodies in 6 steps), PREF and Early start as soon as there are 4 pairs, Early has one λ,
-    and validation suggestions stop at 64 tokens. `--set` overrides any of it (e.g. --set
-    sup.max_steps=-1 for the trainer's epochs). Quick (a tiny model): even fewer, shorter rows at
-    high learning rates, as the trainer's tests do.
+    Full (the default model). Measured on a 2-core machine with one torch thread (docs/bench): an SFT
+    step of 4 edits takes about 24 s, a DPO step (PREF, Early) 50-90 s, validating every policy on 4
+    held-out edits about 80 s, and the trainer's own defaults (epochs over the edits) spent 9-17
+    minutes on 16 edits: a bench of 12 runs cannot afford them. So every learner takes a few steps of
+    2 edits; SUP at its own learning rate learned the code user's bodies in 6 such steps. Early and
+    COST did not move at all in 2-3 steps at their own rates (their answers were the base model's,
+    word for word), so they run at rates that move them about as far in their few steps as their
+    defaults would over an epoch of 32 edits. PREF starts from SUP, as the trainer has it. PREF and
+    Early start as soon as there are 4 pairs; Early has one λ; validation suggestions stop at 48
+    tokens. `--set` overrides any of it (e.g. --set sup.max_steps=-1 for the trainer's epochs).
+
+    Quick (a tiny model): even fewer, shorter rows at high learning rates, as the trainer's tests do.
     """
     from training.early import EarlyConfig
     from training.evaluate import EvalConfig
@@ -174,12 +182,13 @@ def pipeline_config(quick: bool = False, max_prompt_tokens: int = 256):
         cfg.eval = EvalConfig(max_new_tokens=24, batch_size=8)
         cfg.split = replace(cfg.split, min_val=3)
         return cfg
-    cfg.sup = SupConfig(**lengths, max_steps=6)
-    cfg.pref = PrefConfig(**lengths, max_steps=2, min_edits=4)
-    cfg.early = EarlyConfig(**lengths, max_steps=2, min_edits=4, lambdas=[1.0])
+    few = {"batch_size": 2, **lengths}
+    cfg.sup = SupConfig(**few, max_steps=6)
+    cfg.pref = PrefConfig(**few, max_steps=2, min_edits=4)
+    cfg.early = EarlyConfig(**few, max_steps=2, min_edits=4, lambdas=[1.0], learning_rate=3e-4)
     if cfg.cost is not None:
-        cfg.cost = replace(cfg.cost, max_steps=3, eval_prompts=0, **lengths)
-    cfg.eval = EvalConfig(max_new_tokens=64)
+        cfg.cost = replace(cfg.cost, max_steps=3, learning_rate=5e-4, eval_prompts=0, **lengths)
+    cfg.eval = EvalConfig(max_new_tokens=48)
     return cfg
 
 
@@ -357,8 +366,9 @@ class Bench:
                 kind = outcome_kind(final, y, result.content)
                 kinds[kind] = kinds.get(kind, 0) + 1
                 costs.append(result.cost)
+                ext = "py" if task.language == "python" else "md"
                 rec = SuggestionRecord(
-                    uri=f"file:///redline-bench/{_slug(setting.name)}/{i:04d}.{'py' if task.language == 'python' else 'md'}",
+                    uri=f"file:///redline-bench/{_slug(setting.name)}/{i:04d}.{ext}",
                     suggestion=y, prompt=task.prompt, prefix=task.prompt, language=task.language,
                     model_version=self.runtime.version, policy="base", created_at=t0 + i,
                 )  # fmt: skip
@@ -417,7 +427,8 @@ class Bench:
             "filter": result.filter,
             "skipped": result.skipped,
             "seconds": result.seconds,
-            "validation": {p: {k: v.get(k) for k in ("cost", "nll", "served", "reason")} for p, v in validation.items()},
+            "validation": {p: {k: v.get(k) for k in ("cost", "nll", "served", "reason")}
+                           for p, v in validation.items()},  # fmt: skip
             "mixture": mixture,
             "steps": {p: r.get("steps") for p, r in result.trained.items() if isinstance(r, dict) and "steps" in r},
         }
@@ -502,7 +513,8 @@ class Bench:
             "bandit": bandit.snapshot()["arms"],
             "generation": gen,
         }
-        record["timings"].update(online_generate_s=gen.get("generate_s", 0.0), online_user_s=user_s, sandbox_s=sandbox_s)
+        record["timings"].update(online_generate_s=gen.get("generate_s", 0.0), online_user_s=user_s,
+                                 sandbox_s=sandbox_s)  # fmt: skip
         self.runtime.use_version(None)
 
     def run(self, on_run: Callable[[dict], None] | None = None) -> list[dict]:

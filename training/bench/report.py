@@ -31,11 +31,14 @@ def run_means(run: dict, cap: float | None = COST_CAP) -> dict[str, float]:
     return {m: sum(capped(c, cap) for c in xs) / len(xs) for m, xs in costs.items() if xs}
 
 
-def _stats(xs: list[float]) -> tuple[float, float | None, int]:
+def _stats(xs: list[float]) -> Stat:
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else None), len(xs)
 
 
-def method_means(runs: list[dict], cap: float | None = COST_CAP) -> dict[str, dict[str, tuple[float, float | None, int]]]:
+Stat = tuple[float, float | None, int]  # mean over seeds, sample standard deviation (None for one seed), seeds
+
+
+def method_means(runs: list[dict], cap: float | None = COST_CAP) -> dict[str, dict[str, Stat]]:
     """{setting: {method: (mean over seeds, std over seeds or None, seeds)}}."""
     per: dict[str, dict[str, list[float]]] = {}
     for run in runs:
@@ -59,7 +62,7 @@ def max_subopt(means: dict[str, dict[str, float]]) -> dict[str, dict]:
     return out
 
 
-def pass_rates(runs: list[dict]) -> dict[str, dict[str, tuple[float, float | None, int]]]:
+def pass_rates(runs: list[dict]) -> dict[str, dict[str, Stat]]:
     """{setting: {method: pass@1 mean over seeds, std, seeds}} for the runs that ran tests."""
     per: dict[str, dict[str, list[float]]] = {}
     for run in runs:
@@ -245,7 +248,7 @@ def _file(name: str) -> str:
 # --- Markdown -----------------------------------------------------------------------------------------
 
 
-def _cell(stat: tuple[float, float | None, int] | None, best: bool = False, digits: int = 3) -> str:
+def _cell(stat: Stat | None, best: bool = False, digits: int = 3) -> str:
     if stat is None:
         return "—"
     mean, sd, _ = stat
@@ -281,6 +284,18 @@ def cost_table(runs: list[dict], cap: float | None = COST_CAP) -> tuple[list[str
     return lines, subopt
 
 
+def _extremes(subopt: dict[str, dict]) -> str:
+    """Which methods have the smallest and the largest Max SubOpt (ties named together)."""
+    values = {m: round(v["value"], 3) for m, v in subopt.items()}
+    order = [m for m in METHODS if m in values]
+    low, high = min(values.values()), max(values.values())
+    lows = ", ".join(LABELS[m] for m in order if values[m] == low)
+    highs = [m for m in order if values[m] == high]
+    where = ", ".join(sorted({subopt[m]["setting"] for m in highs}))
+    return (f"Smallest Max SubOpt: {lows} ({low:.3f}); largest: {', '.join(LABELS[m] for m in highs)} "
+            f"({high:.3f}, in {where}).")  # fmt: skip
+
+
 def render(results: dict, plots: list[Path], report_dir: Path) -> str:
     """The report's Markdown. `plots` are linked relative to `report_dir`."""
     runs = results["runs"]
@@ -308,7 +323,8 @@ def render(results: dict, plots: list[Path], report_dir: Path) -> str:
         "|---|---|---|---|---|",
     ]
     for s in cfg["settings"]:
-        out.append(f"| {s['name']} | `{s['user']}` | `{s['contexts']}` | {'yes' if s['drift'] else ''} | {s['description']} |")
+        drift = "yes" if s["drift"] else ""
+        out.append(f"| {s['name']} | `{s['user']}` | `{s['contexts']}` | {drift} | {s['description']} |")
 
     lines, subopt = cost_table(runs)
     out += ["", "## Mean edit cost per round (Table 1)", "",
@@ -316,10 +332,8 @@ def render(results: dict, plots: list[Path], report_dir: Path) -> str:
             "rounds of a run; mean ± standard deviation over seeds; lower is better, the best of each setting "
             "in bold. Max SubOpt: the method's largest gap to the best method of a setting, over settings "
             "(* = the method did not run in every setting).", "", *lines]  # fmt: skip
-    robust = sorted((v["value"], m) for m, v in subopt.items())
-    if robust:
-        out += ["", f"Smallest Max SubOpt: {LABELS[robust[0][1]]} ({robust[0][0]:.3f}); largest: "
-                f"{LABELS[robust[-1][1]]} ({robust[-1][0]:.3f}, in {subopt[robust[-1][1]]['setting']})."]  # fmt: skip
+    if subopt:
+        out += ["", _extremes(subopt)]
     raw, _ = cost_table(runs, None)
     out += ["", "Uncapped (the paper's cost as it is: an empty answer costs as many units as the user typed words):",
             "", *raw]  # fmt: skip
@@ -340,7 +354,8 @@ def render(results: dict, plots: list[Path], report_dir: Path) -> str:
         out += ["", "## Drift", "", "Mean capped cost per round before and after the user's preference changes.", ""]
         for s, ms in drift.items():
             out += [f"**{s}**", "", "| Method | before | after |", "|---|---|---|"]
-            out += [f"| {LABELS[m]} | {b:.3f} | {a:.3f} |" for m, (b, a) in sorted(ms.items(), key=lambda x: METHODS.index(x[0]))]
+            ordered = sorted(ms.items(), key=lambda x: METHODS.index(x[0]))
+            out += [f"| {LABELS[m]} | {b:.3f} | {a:.3f} |" for m, (b, a) in ordered]
             out.append("")
 
     if plots:
@@ -377,7 +392,8 @@ def render(results: dict, plots: list[Path], report_dir: Path) -> str:
     notes = [(r["setting"], r["seed"], n) for r in runs for n in r.get("notes", [])]
     notes += [(r["setting"], r["seed"], f"the gate would not serve {p}: {v.get('reason')}") for r in runs
               for p, v in ((r.get("train") or {}).get("validation") or {}).items() if not v.get("served")]  # fmt: skip
-    skipped = [(r["setting"], r["seed"], k, v) for r in runs for k, v in ((r.get("train") or {}).get("skipped") or {}).items()]
+    skipped = [(r["setting"], r["seed"], k, v) for r in runs
+               for k, v in ((r.get("train") or {}).get("skipped") or {}).items()]  # fmt: skip
     if skipped or notes:
         out += ["", "Learners skipped, the gate's reasons, notes:", ""]
         out += [f"- {s} seed {seed}: {k}: {v}" for s, seed, k, v in skipped]
@@ -404,11 +420,11 @@ def render(results: dict, plots: list[Path], report_dir: Path) -> str:
     ]
     full = results.get("extrapolated")
     if full:
+        dedicated = full.get("dedicated_total_s")
+        alone = f"; {_seconds(dedicated)} with a core to itself" if dedicated and dedicated < full["total_s"] - 1 else ""
         out += ["", f"Extrapolated to the full default bench ({full['runs']} runs of {full['edits']} edits and "
-                f"{full['rounds']} rounds): {_seconds(full['per_run_s'])} a run, {_seconds(full['total_s'])} in all, "
-                "at the rates measured here (offline time scaled by the edits, validation by the held-out edits, "
-                "online time by the rounds; the learners' steps are fixed)"
-                + (f"; {_seconds(full['dedicated_total_s'])} in all with a core to itself." if full.get("dedicated_total_s")
-                   and full["dedicated_total_s"] < full["total_s"] - 1 else ".")]  # fmt: skip
+                f"{full['rounds']} rounds): {_seconds(full['per_run_s'])} a run, {_seconds(full['total_s'])} in all"
+                f"{alone}, at the rates measured here (offline time scaled by the edits, validation by the held-out "
+                "edits, online time by the rounds; the learners' steps are fixed)."]  # fmt: skip
     out += ["", "Everything the runs recorded is in `results.json` beside this report.", ""]
     return "\n".join(out)
