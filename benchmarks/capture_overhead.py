@@ -110,11 +110,13 @@ async def main_async(args) -> int:
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
     print("machine:", json.dumps(machine()))
     results = {True: [], False: []}
+    per_round: dict[bool, list[list[float]]] = {True: [], False: []}
     extra = {}
     for r in range(args.rounds):  # alternate, so drift on a shared machine hits both alike
         for capture in ((True, False) if r % 2 == 0 else (False, True)):
             out = await replay(folder, capture, requests, args.accept_every)
             results[capture] += out["latencies"]
+            per_round[capture].append(out["latencies"])
             if capture:
                 extra = out
             print(f"round {r + 1} capture {'on ' if capture else 'off'}: p50 {pct(out['latencies'], 0.5):.0f} ms",
@@ -127,6 +129,13 @@ async def main_async(args) -> int:
         print(f"| {label:28} | {a:12.1f} | {b:12.1f} | {a / b:8.3f} |")
     print(f"| {'mean ms':28} | {statistics.mean(on):12.1f} | {statistics.mean(off):12.1f} | "
           f"{statistics.mean(on) / statistics.mean(off):8.3f} |")
+    # The same request, on and off, in the same round: the median of those ratios is the figure least
+    # moved by one slow round. The off/off ratio between rounds is the noise floor it stands against.
+    paired = [a / b for ra, rb in zip(per_round[True], per_round[False]) for a, b in zip(ra, rb) if b > 0]
+    print(f"| {'median of paired ratios':28} | {'':12} | {'':12} | {statistics.median(paired):8.3f} |")
+    if len(per_round[False]) > 1:
+        noise = [a / b for a, b in zip(per_round[False][0], per_round[False][1]) if b > 0]
+        print(f"| {'noise: off round 1 / round 2':28} | {'':12} | {'':12} | {statistics.median(noise):8.3f} |")
     print(f"\nrequests per setting: {len(on)} ({args.rounds} rounds); suggestions recorded in the last "
           f"capture-on round: {extra.get('rows')}; database with WAL: {extra.get('db_bytes', 0) / 1e6:.2f} MB")
     return 0
