@@ -57,6 +57,13 @@ class ArmStats:
         return self.total / self.n if self.n > 0 else None
 
 
+def prior_cost(figures: Mapping) -> float | None:
+    """A policy's validation cost (its figures in a version's validation.json) as the bandit counts
+    costs, each capped at 1; versions that recorded only the uncapped mean give that (capped later)."""
+    value = figures.get("capped_cost")
+    return value if value is not None else figures.get("cost")
+
+
 class Bandit:
     """UCB on edit cost over a fixed set of policies, with per-language statistics."""
 
@@ -114,6 +121,7 @@ class Bandit:
             table = {}
             for p in self.policies:
                 v = self.prior[p]
+                v = None if v is None else min(max(v, 0.0), self.config.cost_cap)  # counted as costs are
                 table[p] = ArmStats(n=w, total=w * v) if v is not None and w > 0 else ArmStats()
             self._stats[language] = table
         return table

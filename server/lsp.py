@@ -25,7 +25,7 @@ from pygls.protocol import LanguageServerProtocol, default_converter
 
 import server
 from server import model_store, protocol, versions
-from server.bandit import Bandit
+from server.bandit import Bandit, prior_cost
 from server.trainer_process import TrainerProcess, TrainResult
 from server.capture.session import Capture
 from server.capture.settle import SettleConfig
@@ -197,7 +197,7 @@ class RedlineServer(LanguageServer):
             log.error("Version %s could not be loaded (%s): serving the base model", version and version.id, exc)
             version, served = None, runtime.use_version(None)
         self.version = version
-        validation = {p: ((version.validation.get(p) or {}).get("cost") if version else None) for p in served}
+        validation = {p: prior_cost((version.validation.get(p) or {}) if version else {}) for p in served}
         observations = []
         if self.store is not None and version is not None:
             try:
@@ -705,3 +705,4 @@ def serve_stdio(model_path: str | None = None) -> None:
         ls.settings = ls.settings.merged({"modelPath": model_path})
         ls.cli_model_path = model_path
     ls.start_io()
+

@@ -17,6 +17,25 @@ _SENTENCE_END = re.compile(r"[.!?](?:[\"'\)\]\u201d\u2019]*)(?=\s)")
 _BAD_CHARS = re.compile("[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
+_FUNCTION_END = re.compile(r"\n(?=\S)")
+
+
+def function_end(text: str) -> int | None:
+    """Where a function body ends: the first line that starts at column 0 (HumanEval's own stop)."""
+    m = _FUNCTION_END.search(text)
+    return m.start() if m else None
+
+
+def bound_stop(bound: str):
+    """The stop rule of a suggestion bounded other than by the editor (server.store.records.BOUNDS):
+    a whole answer runs to end-of-text (None), a function body to `function_end`."""
+    if bound == "function":
+        return function_end
+    if bound == "answer":
+        return None
+    raise ValueError(f"{bound!r} has no fixed stop rule (the editor's depend on the document)")
+
+
 def stop_at(ctx: Context, text: str) -> int | None:
     """Index at which to cut `text` (decoded so far), or None to keep decoding."""
     bad = _BAD_CHARS.search(text)

@@ -82,6 +82,17 @@ def test_warm_start_follows_validation_costs_until_real_costs_disagree():
     assert max(pulls, key=pulls.get) == "pref"
 
 
+def test_validation_priors_count_as_capped_costs():
+    """A validation mean of 3.0 (one answer the user rewrote at length) is worth what a 1.0 is: costs
+    are capped at 1 when they are observed, so their priors are too; the capped mean wins when recorded."""
+    from server.bandit import prior_cost
+
+    assert prior_cost({"cost": 3.0, "capped_cost": 0.6}) == 0.6 and prior_cost({"cost": 0.4}) == 0.4
+    bandit = Bandit.from_observations("v", {"base": 3.0, "sup": 0.9}, [], config=BanditConfig(prior_weight=3))
+    arms = bandit.snapshot()["arms"]
+    assert arms["base"]["mean_cost"] == pytest.approx(1.0) and arms["sup"]["mean_cost"] == pytest.approx(0.9)
+
+
 def test_languages_keep_their_own_statistics_with_a_pooled_fallback():
     cfg = BanditConfig(prior_weight=0, min_language_observations=20)
     bandit = Bandit(["sup", "pref"], config=cfg)

@@ -211,6 +211,27 @@ def test_degenerate_rates_count_loops_limits_and_empty_answers():
     assert evaluate.degenerate_rates(gens) == {"repeats": 0.25, "length": 0.25, "empty": 0.25}
 
 
+def test_validation_cuts_an_answer_as_the_logged_suggestion_was_cut(tiny_model_dir):  # noqa: F811
+    """An editor suggestion stops at the end of its sentence; a whole answer (the bench's summaries) runs
+    to end-of-text, and a function body to the first line at column 0 — else every policy's
+    multi-sentence answer would be scored by its first sentence."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    text = "First point here. Second point there.\nThird line."
+    ids = tok.encode(text, add_special_tokens=False)
+    md = Edit(id="m", prompt="Notes: ", prefix="Notes: ", suggestion="x", final=text, cost=1.0, char_cost=1.0,
+              language="markdown")  # fmt: skip
+    g = evaluate._finish(tok, md, ids, 999, set(), EVAL)
+    assert g.text == "First point here." and g.stop_reason == "stop"
+    g = evaluate._finish(tok, replace(md, bound="answer"), ids, 999, set(), EVAL)
+    assert g.text == text and g.stop_reason == "length"
+    body = "return a\n    + b\nprint(1)"
+    py = replace(md, language="python", bound="function", prompt="def f(a, b):\n    ")
+    g = evaluate._finish(tok, py, tok.encode(body, add_special_tokens=False), 999, set(), EVAL)
+    assert g.text == "return a\n    + b" and g.stop_reason == "stop"
+
+
 def test_batched_log_probabilities_match_one_at_a_time(tiny_model_dir):  # noqa: F811
     from training.lora import load_base
 

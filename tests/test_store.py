@@ -75,7 +75,7 @@ CREATE TABLE "suggestions" (
    "accepted_at" REAL,
    "accept_source" TEXT,
    "accepted_text" TEXT
-)
+, "bound" TEXT)
 CREATE INDEX "idx_suggestions_created_at"
     ON "suggestions" ("created_at")
 CREATE INDEX "idx_suggestions_uri"
@@ -138,7 +138,7 @@ def test_migrating_a_blank_database_gives_the_whole_schema():
     assert migrate(db) == [m.__name__ for m in MIGRATIONS]
     assert schema_of(db.conn) == EXPECTED_SCHEMA
     assert migrate(db) == []  # idempotent
-    assert schema_version(db) == len(MIGRATIONS) == 2
+    assert schema_version(db) == len(MIGRATIONS) == 3
 
 
 def test_the_frozen_m001_fixture_is_what_m001_makes():
@@ -157,14 +157,19 @@ def test_upgrading_a_database_made_by_the_previous_schema(tmp_path):
     old.executescript(FIXTURE_M001.read_text())
     old.close()
     with Store(path) as s:
-        assert s.migrations == ["m001_initial", "m002_indexes"] and s.schema_is_current
+        assert s.migrations == ["m001_initial", "m002_indexes", "m003_bound"] and s.schema_is_current
         assert schema_of(s.conn) == EXPECTED_SCHEMA
         assert s.recovered_from is None
         assert s.suggestion("00000000000000000000000000000001")["suggestion"] == "3.14 * r * r"
         assert s.outcome("00000000000000000000000000000002")["final_text"] == "A dog ran."
         assert [sp.text for sp in s.open_spans()] == ["foo(1, 2)"]
+        assert s.suggestion("00000000000000000000000000000001")["bound"] is None  # read as 'editor'
         assert s.paused is True
         assert s.stats()["total"]["suggestions"] == 3
+        rec = SuggestionRecord(uri="file:///w/a.md", suggestion="A summary.", bound="answer")
+        assert s.record_suggestion(rec) and s.suggestion(rec.id)["bound"] == "answer"
+        with pytest.raises(ValueError, match="bound must be one of"):
+            s.record_suggestion(SuggestionRecord(uri="file:///w/b.md", suggestion="x", bound="sentence"))
 
 
 # --- files, modes, WAL -----------------------------------------------------------------------------

@@ -59,6 +59,7 @@ class Edit:
     suffix: str = ""  # document text after the cursor that went into the prompt
     settled_at: float = 0.0
     excluded: bool = False
+    bound: str = "editor"  # how y was cut (server.store.records.BOUNDS); validation cuts the same way
 
 
 class TooFewEdits(RuntimeError):
@@ -95,8 +96,9 @@ def load_edits(db_path: Path, *, limit: int | None = None) -> list[Edit]:
     try:
         cols = {r[1] for r in conn.execute("PRAGMA table_info(suggestions)")}
         excluded = ", s.excluded" if "excluded" in cols else ", 0"
+        bound = ", s.bound" if "bound" in cols else ", NULL"  # before m003 every suggestion was the editor's
         rows = conn.execute(
-            f"SELECT {_COLUMNS}{excluded} FROM outcomes o JOIN suggestions s ON s.id = o.suggestion_id"
+            f"SELECT {_COLUMNS}{excluded}{bound} FROM outcomes o JOIN suggestions s ON s.id = o.suggestion_id"
             " ORDER BY s.created_at, s.id"
         ).fetchall()
     finally:
@@ -106,7 +108,7 @@ def load_edits(db_path: Path, *, limit: int | None = None) -> list[Edit]:
             id=r[0], prompt=r[1] or "", suggestion=r[2] or "", final=r[3] or "", cost=float(r[4] or 0.0),
             char_cost=float(r[5] or 0.0), language=r[6] or "", uri=r[7] or "", created_at=float(r[8] or 0.0),
             policy=r[9] or "", model_version=r[10] or "", kind=r[11] or "", prefix=r[12] or "",
-            suffix=r[13] or "", settled_at=float(r[14] or 0.0), excluded=bool(r[15]),
+            suffix=r[13] or "", settled_at=float(r[14] or 0.0), excluded=bool(r[15]), bound=r[16] or "editor",
         )  # fmt: skip
         for r in rows
     ]

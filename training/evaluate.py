@@ -5,8 +5,8 @@ For each validation edit (x, y, y′):
 
 - log-loss: the mean negative log-likelihood per token of y′ (and its end-of-text token) given x,
   over all validation tokens — what Early uses to choose λ and β, and the Mixture's objective;
-- cost: the policy's greedy suggestion for x, cut and cleaned by the serving rules
-  (`server.postprocess`), against y′ with the paper's cost (word-level Levenshtein / tokens of the
+- cost: the policy's greedy suggestion for x, cut as the logged suggestion was (`Edit.bound`: the
+  editor's serving rules from `server.postprocess`, or a whole answer / a function body), against y′ with the paper's cost (word-level Levenshtein / tokens of the
   suggestion, `server.capture.cost.word_cost`). Generation stops at the end-of-text token, a serving
   stop rule, or after as many tokens as y′ has plus a margin;
 - degeneration, per suggestion: it repeats itself (a word 3-gram three times, or few distinct tokens),
@@ -26,7 +26,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from server.capture.cost import tokenize, word_cost
-from server.postprocess import finalize, stop_at
+from server.postprocess import bound_stop, finalize, stop_at
 from server.prompt import Context, build_context
 from training import encode
 from training.data import Edit
@@ -69,10 +69,12 @@ class PolicyScore:
     reason: str = ""
     token_logprobs: list[list[float]] = field(default_factory=list, repr=False)  # per edit, per token of y′
     generations: list[Generated] = field(default_factory=list, repr=False)
+    capped_cost: float = math.nan  # mean of each cost capped at 1, as the Late bandit counts costs
 
     def as_json(self) -> dict:
         return {
             "cost": round(self.cost, 6),
+            "capped_cost": None if math.isnan(self.capped_cost) else round(self.capped_cost, 6),
             "nll": round(self.nll, 6),
             "n": self.n,
             "tokens": self.tokens,
@@ -172,13 +174,19 @@ def _finish(tokenizer, e: Edit, new: list[int], budget: int, stops: set[int], cf
     if ended is not None:
         new = new[:ended]
     raw = tokenizer.decode(new, skip_special_tokens=True)
-    ctx = context_for(e)
-    cut = stop_at(ctx, raw)
+    # Cut the way the suggestion being validated against was cut: an editor suggestion by the
+    # editor's rules at its cursor, a whole answer (or a function body) by its own rule — else a
+    # multi-sentence answer would be scored by its first sentence and every policy would look worse.
+    editor = e.bound in ("", "editor")
+    ctx = context_for(e) if editor else None
+    rule = (lambda t: stop_at(ctx, t)) if editor else bound_stop(e.bound)
+    cut = rule(raw) if rule is not None else None
     if cut is not None:
         reason, stopped = "stop", raw[:cut]
     else:
         reason, stopped = ("eos" if ended is not None else "length"), raw
-    return Generated(finalize(ctx, stopped), stopped, reason, repeats(stopped, cfg))
+    text = finalize(ctx, stopped) if editor else stopped.rstrip()
+    return Generated(text, stopped, reason, repeats(stopped, cfg))
 
 
 def generate(model, tokenizer, edits: list[Edit], lengths: Lengths = Lengths(), cfg: EvalConfig = EvalConfig()):
@@ -256,6 +264,7 @@ def evaluate_policy(
         rates=degenerate_rates(gens),
         token_logprobs=logprobs,
         generations=gens,
+        capped_cost=sum(min(c, 1.0) for c in costs) / max(len(costs), 1),
     )
 
 
@@ -325,4 +334,5 @@ def evaluate_mixture(
         tokens=tokens,
         rates=degenerate_rates(gens),
         generations=gens,
+        capped_cost=sum(min(c, 1.0) for c in costs) / max(len(costs), 1),
     )

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 #: What became of an accepted or typed-over suggestion (outcomes.kind).
 OUTCOME_KINDS = ("accepted", "edited", "partial", "rejected_typed", "deleted")
+#: How a suggestion was bounded (suggestions.bound; server.postprocess.BOUNDS).
+BOUNDS = ("editor", "answer", "function")
 #: Why its span stopped being followed (outcomes.settle_reason).
 SETTLE_REASONS = ("idle", "saved", "closed", "shutdown", "cursor_left", "deleted", "max_age", "restart", "paused")
 #: How an acceptance became known (suggestions.accept_source).
@@ -33,6 +35,7 @@ class SuggestionRecord:
     model_version: str = ""
     policy: str = ""  # the arm that answered: base, sup, pref, cost, early, mixture ...
     latency_ms: float = 0.0
+    bound: str = "editor"  # one of BOUNDS: how the suggestion was cut
     id: str = field(default_factory=new_id)
     created_at: float = field(default_factory=time.time)  # unix seconds
 

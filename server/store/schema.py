@@ -88,6 +88,15 @@ def m002_indexes(db: sqlite_utils.Database) -> None:
     db["outcomes"].create_index(["settled_at"], index_name="idx_outcomes_settled_at")
 
 
+@migration
+def m003_bound(db: sqlite_utils.Database) -> None:
+    """How the suggestion was bounded, so that validation cuts a policy's answer the same way:
+    'editor' (NULL in older rows) — the editor's stop rules from the document around the cursor;
+    'answer' — a whole answer, to end-of-text or the length limit; 'function' — a function body,
+    up to the first line back at column 0."""
+    db["suggestions"].add_column("bound", str)
+
+
 def applied(db: sqlite_utils.Database) -> list[str]:
     if not db[MIGRATIONS_TABLE].exists():
         return []

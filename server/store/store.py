@@ -44,7 +44,7 @@ from ..capture.cost import edit_cost
 from ..paths import database_path, ensure_private_dir
 from ..privacy import is_excluded, redact
 from . import reports
-from .records import ACCEPT_SOURCES, OUTCOME_KINDS, SETTLE_REASONS, Outcome, SpanRecord, SuggestionRecord
+from .records import ACCEPT_SOURCES, BOUNDS, OUTCOME_KINDS, SETTLE_REASONS, Outcome, SpanRecord, SuggestionRecord
 from .schema import MIGRATIONS, applied, migrate
 
 _SQLITE_CORRUPT = 11
@@ -219,13 +219,15 @@ class Store:
         row = (
             rec.id, rec.created_at, rec.uri, rec.language, rec.line, rec.character,
             self._r(rec.prompt), self._r(rec.prefix), self._r(rec.suffix), self._r(rec.suggestion),
-            rec.model_version, rec.policy, rec.latency_ms,
+            rec.model_version, rec.policy, rec.latency_ms, rec.bound,
         )  # fmt: skip
+        if rec.bound not in BOUNDS:
+            raise ValueError(f"bound must be one of {BOUNDS}, not {rec.bound!r}")
         with self._write() as c:
             cur = c.execute(
                 "INSERT OR IGNORE INTO suggestions (id, created_at, uri, language, line, character, prompt,"
-                " prefix, suffix, suggestion, model_version, policy, latency_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " prefix, suffix, suggestion, model_version, policy, latency_ms, bound)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             return cur.rowcount == 1

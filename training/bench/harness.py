@@ -39,7 +39,6 @@ user typed words and swamp every mean. The uncapped means are reported next to t
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 import time
@@ -48,6 +47,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from server.postprocess import function_end  # a function body ends at the first line at column 0
 
 METHODS = ("base", "sup", "pref", "cost", "early", "mixture", "late")
 TRAINED = ("sup", "pref", "cost", "early")
@@ -202,6 +203,7 @@ class Task:
     prompt: str  # exactly what the model reads (and what the store keeps)
     lead: str  # the end of the prompt that belongs to the answer the user sees (code: the body's indent)
     language: str  # VS Code language id stored with the suggestion
+    bound: str  # how the answer is cut, stored with it (server.store.records.BOUNDS)
     max_new_tokens: int
     stop: Callable[[str], int | None] | None
 
@@ -214,20 +216,13 @@ class Task:
         return settled[len(self.lead) :] if self.lead and settled.startswith(self.lead) else settled
 
 
-_FUNCTION_END = re.compile(r"\n(?=\S)")
-
-
-def function_end(text: str) -> int | None:
-    """Where a function body ends: the first line that starts at column 0."""
-    m = _FUNCTION_END.search(text)
-    return m.start() if m else None
 
 
 def task_for(ctx: dict, tokenizer, cfg: BenchConfig) -> Task:
     if ctx.get("domain") == "code" and ctx.get("task", "complete") == "complete":
         prompt = str(ctx["prompt"])
         prompt = prompt if prompt.endswith("\n") else prompt + "\n"
-        return Task(prompt + CODE_INDENT, CODE_INDENT, "python", cfg.code_tokens, function_end)
+        return Task(prompt + CODE_INDENT, CODE_INDENT, "python", "function", cfg.code_tokens, function_end)
     from training.bench.contexts import chat_message
 
     if getattr(tokenizer, "chat_template", None):
@@ -235,7 +230,7 @@ def task_for(ctx: dict, tokenizer, cfg: BenchConfig) -> Task:
         prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     else:
         prompt = str(ctx["prompt"])
-    return Task(prompt, "", "markdown", cfg.writing_tokens, None)
+    return Task(prompt, "", "markdown", "answer", cfg.writing_tokens, None)
 
 
 def outcome_kind(settled: str, y: str, content_problem: str | None) -> str:
@@ -370,7 +365,7 @@ class Bench:
                 rec = SuggestionRecord(
                     uri=f"file:///redline-bench/{_slug(setting.name)}/{i:04d}.{ext}",
                     suggestion=y, prompt=task.prompt, prefix=task.prompt, language=task.language,
-                    model_version=self.runtime.version, policy="base", created_at=t0 + i,
+                    bound=task.bound, model_version=self.runtime.version, policy="base", created_at=t0 + i,
                 )  # fmt: skip
                 store.record_suggestion(rec)
                 store.record_outcome(rec.id, kind, final, "idle", settled_at=t0 + i + 0.5)
@@ -427,7 +422,7 @@ class Bench:
             "filter": result.filter,
             "skipped": result.skipped,
             "seconds": result.seconds,
-            "validation": {p: {k: v.get(k) for k in ("cost", "nll", "served", "reason")}
+            "validation": {p: {k: v.get(k) for k in ("cost", "capped_cost", "nll", "served", "reason")}
                            for p, v in validation.items()},  # fmt: skip
             "mixture": mixture,
             "steps": {p: r.get("steps") for p, r in result.trained.items() if isinstance(r, dict) and "steps" in r},
@@ -455,7 +450,7 @@ class Bench:
         return {"weights": fit.by_name, "source": "bench", "why": result.skipped.get("mixture", "")}
 
     def _online(self, setting, seed, version, policies, mixture, record, work: Path) -> None:
-        from server.bandit import Bandit
+        from server.bandit import Bandit, prior_cost
 
         cfg = self.cfg
         key = BASE_KEY
@@ -473,7 +468,7 @@ class Bench:
         methods = [*policies, "late"]
         users = {m: setting.make_user(user_seed, switch_after=switch) for m in methods}
         validation = (version.validation if version is not None else {}) or {}
-        bandit = Bandit.from_observations(key, {p: (validation.get(p) or {}).get("cost") for p in policies}, [],
+        bandit = Bandit.from_observations(key, {p: prior_cost(validation.get(p) or {}) for p in policies}, [],
                                           policies=policies)  # fmt: skip
         rounds: dict[str, list[float]] = {m: [] for m in methods}
         passed: dict[str, list[bool]] = {m: [] for m in methods}
