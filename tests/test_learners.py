@@ -36,7 +36,7 @@ def synthetic_edits(n: int, start: int = 0) -> list[Edit]:
 
 
 TRAIN, VAL = synthetic_edits(16), synthetic_edits(4, start=100)
-FAST = dict(r=8, alpha=16, batch_size=4, max_prompt_tokens=64, max_completion_tokens=16, min_edits=4)
+FAST = dict(r=8, alpha=16, batch_size=4, grad_accum=1, max_prompt_tokens=64, max_completion_tokens=16, min_edits=4)
 EVAL = EvalConfig(max_new_tokens=16)
 
 
@@ -347,6 +347,31 @@ def test_pipeline_writes_an_explained_version_and_activates_it(tmp_path, tiny_mo
     comparison = versions.load_version(again.version, root).read_json("comparison.json")
     assert comparison["against"] == v.id and comparison["n"] == 4
     assert again.activated == (again.validation["sup"]["cost"] <= comparison["cost"])
+
+
+def test_incremental_retrain_continues_the_active_adapters_on_new_edits_only(tmp_path, tiny_model_dir):  # noqa: F811
+    from safetensors.torch import load_file
+
+    root = tmp_path / "versions"
+    db = _db(tmp_path / "redline.db", synthetic_edits(20))
+    first = pipeline.run(tiny_model_dir, db, _fast_pipeline(["sup"]), versions_root=root)
+    assert first.activated, first.reason
+    before = versions.active(root)
+    _db(db, synthetic_edits(10, start=200))  # ten new edits arrive
+    cfg = _fast_pipeline(["sup"])
+    cfg.sup = replace(cfg.sup, max_steps=1, learning_rate=1e-9)  # barely moves: what it starts from shows
+    cfg.warm_start = cfg.incremental = True
+    cfg.force = True
+    result = pipeline.run(tiny_model_dir, db, cfg, versions_root=root)
+    seen = set(before.read_json("edits.json")["train"])
+    trained_on = set(versions.load_version(result.version, root).read_json("edits.json")["train"])
+    assert trained_on and not trained_on & seen and result.counts["seen_before"] == len(seen) == 16
+    assert len(trained_on) == result.counts["train"] == 30 - 6 - 16  # 6 newest validate
+    old = load_file(str(before.adapters["sup"] / "adapter_model.safetensors"))
+    new = load_file(str(versions.load_version(result.version, root).adapters["sup"] / "adapter_model.safetensors"))
+    # Continued from the active adapter (a fresh one has its B matrices at zero).
+    assert max((old[k] - new[k]).abs().max().item() for k in old) < 1e-3
+    assert any(new[k].abs().max().item() > 1e-3 for k in new if "lora_B" in k)
 
 
 # --- the real default model (slow) --------------------------------------------------------------------

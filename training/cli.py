@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-activate", action="store_true", help="write the version but leave the active one")
     train.add_argument("--force", action="store_true", help="activate even when the validation gate refuses")
     train.add_argument("--warm-start", action="store_true", help="continue from the active version's adapters")
+    train.add_argument("--incremental", action="store_true",
+                       help="with --warm-start: train only on the edits the active version has not trained on")  # fmt: skip
     train.add_argument("--progress", default="auto", choices=("auto", "bars", "json", "both", "none"),
                        help="bars on a terminal, JSON lines on stderr otherwise (auto)")  # fmt: skip
     train.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
@@ -119,6 +121,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg.activate = not args.no_activate
     cfg.force = args.force
     cfg.warm_start = args.warm_start
+    cfg.incremental = args.incremental
+    if args.incremental and not args.warm_start:
+        print("error: --incremental continues the active version's adapters: add --warm-start", file=sys.stderr)
+        return EXIT_USAGE
 
     progress = Progress(args.progress)
     pipeline.lower_priority()

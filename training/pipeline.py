@@ -87,6 +87,9 @@ class PipelineConfig:
     learners: list[str] = field(default_factory=available_learners)
     max_edits: int | None = None  # train on the newest this many edits only
     warm_start: bool = False  # continue from the active version's adapters (same base model)
+    # With warm_start: train only on the edits the active version did not train on (validation is
+    # still the newest edits), so that a retrain after a few new edits costs what those edits cost.
+    incremental: bool = False
     activate: bool = True  # activate the new version when it passes the gate
     force: bool = False  # activate even when the gate refuses
     tolerance: float = 0.0  # the gate lets a version this much worse (validation cost) through
@@ -189,6 +192,15 @@ def _run(model_dir, db_path, cfg, progress, root, dry_run, main) -> RunResult:
     progress.emit("split", message=f"{report}; {len(train)} to train on, {len(val)} to validate", **result.counts)
     result.seconds["data"] = time.perf_counter() - clock
 
+    current = versions.active(root)
+    same_base = current is not None and Path(current.base_model).resolve() == model_dir
+    if cfg.incremental and cfg.warm_start and same_base:
+        seen = set((current.read_json("edits.json") or {}).get("train", []))
+        train = [e for e in train if e.id not in seen]
+        result.counts.update(train=len(train), seen_before=len(seen))
+        progress.emit("split", message=f"Incremental: {len(train)} edits the active version has not trained on",
+                      **result.counts)  # fmt: skip
+
     plan = _plan(cfg, train, val)
     result.skipped = {k: v for k, v in plan.items() if v}
     runnable = [k for k in cfg.learners if not plan.get(k)]
@@ -200,8 +212,6 @@ def _run(model_dir, db_path, cfg, progress, root, dry_run, main) -> RunResult:
         reasons = list(dict.fromkeys(v.rstrip(".") for v in plan.values() if v))
         raise NothingToTrain(f"Nothing to train yet: {report}. " + "; ".join(reasons) + ".")
 
-    current = versions.active(root)
-    same_base = current is not None and Path(current.base_model).resolve() == model_dir
     writer = versions.VersionWriter(model_dir, root) if main else None
     scratch = tempfile.TemporaryDirectory(prefix="redline-train-")
     try:

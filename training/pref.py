@@ -26,6 +26,10 @@ from training.lora import LoraTrainConfig, StepFn, TrainResult
 class PrefConfig(LoraTrainConfig):
     learning_rate: float = 5e-5  # half the rate that degenerated in calibration
     epochs: float = 1.0
+    # Four edits per step as two micro-batches of two: DPO runs chosen and rejected through the model
+    # together, and four pairs' activations and 49,152-word logits peaked at about 11 GB on code edits.
+    batch_size: int = 2
+    grad_accum: int = 2
     beta: float = 0.1  # DPO β: larger keeps the policy nearer its reference
     sft_weight: float = 0.2  # λ of the SFT term on y′ (0: plain DPO)
     init_from_sup: bool = True  # start from this run's SUP adapter when there is one

@@ -173,7 +173,7 @@ def pipeline_config(quick: bool = False, max_prompt_tokens: int = 256):
     lengths = {"max_prompt_tokens": max_prompt_tokens, "max_completion_tokens": 48 if quick else 128}
     if quick:
         # A tiny model's step costs what its 49,152-word output layer costs: few, short rows.
-        fast = {"r": 8, "alpha": 16, "batch_size": 4, "min_edits": 4, **lengths}
+        fast = {"r": 8, "alpha": 16, "batch_size": 4, "grad_accum": 1, "min_edits": 4, **lengths}
         cfg.sup = SupConfig(**fast, learning_rate=1e-2, max_steps=4)
         cfg.pref = PrefConfig(**fast, learning_rate=1e-2, max_steps=2)
         cfg.early = EarlyConfig(**fast, learning_rate=1e-2, max_steps=2, lambdas=[1.0])
@@ -183,7 +183,7 @@ def pipeline_config(quick: bool = False, max_prompt_tokens: int = 256):
         cfg.eval = EvalConfig(max_new_tokens=24, batch_size=8)
         cfg.split = replace(cfg.split, min_val=3)
         return cfg
-    few = {"batch_size": 2, **lengths}
+    few = {"batch_size": 2, "grad_accum": 1, **lengths}
     cfg.sup = SupConfig(**few, max_steps=6)
     cfg.pref = PrefConfig(**few, max_steps=2, min_edits=4)
     cfg.early = EarlyConfig(**few, max_steps=2, min_edits=4, lambdas=[1.0], learning_rate=3e-4)
