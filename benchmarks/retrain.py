@@ -33,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +42,7 @@ from benchmarks.latency import machine  # noqa: E402
 from server import model_store  # noqa: E402
 from server.prompt import build_context, render_prompt  # noqa: E402
 from server.store import Store, SuggestionRecord  # noqa: E402
-from training.corpora import shared_data_dir  # noqa: E402
+from training.corpora import iterater_revisions, shared_data_dir  # noqa: E402
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -51,23 +50,14 @@ _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 def prose_edits() -> list[dict]:
     """(document before the sentence, sentence before revision, after revision) from IteraTeR."""
     out = []
-    with zipfile.ZipFile(shared_data_dir() / "iterater-r3-eval.zip") as zf:
-        for name in sorted(zf.namelist()):
-            if "__MACOSX" in name or not name.endswith(".json"):
-                continue
-            data = json.loads(zf.read(name))
-            if not isinstance(data, dict):
-                continue
-            for key in sorted(k for k in data if k.startswith("rev_depth_")):
-                doc = (data[key] or {}).get("doc") or {}
-                before, after = doc.get("before_revision") or "", doc.get("after_revision") or ""
-                a, b = _SENTENCE.split(before), _SENTENCE.split(after)
-                if not before or not after or len(a) != len(b):
-                    continue  # sentences merged or split: no one-to-one edit to take
-                for i, (y, y2) in enumerate(zip(a, b)):
-                    if y != y2 and y.strip() and y2.strip():
-                        out.append({"context": " ".join(a[:i]) + (" " if i else ""), "y": y, "final": y2,
-                                    "language": "markdown", "ext": "md"})  # fmt: skip
+    for _, _, before, after in iterater_revisions():
+        a, b = _SENTENCE.split(before), _SENTENCE.split(after)
+        if not before or not after or len(a) != len(b):
+            continue  # sentences merged or split: no one-to-one edit to take
+        for i, (y, y2) in enumerate(zip(a, b)):
+            if y != y2 and y.strip() and y2.strip():
+                out.append({"context": " ".join(a[:i]) + (" " if i else ""), "y": y, "final": y2,
+                            "language": "markdown", "ext": "md"})  # fmt: skip
     return out
 
 

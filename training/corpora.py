@@ -22,15 +22,16 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("REDLINE_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
-def iterater_documents(zip_path: Path | None = None) -> list[tuple[str, str]]:
-    """(doc id, original text) for each distinct IteraTeR document, in a stable order."""
+def iterater_revisions(zip_path: Path | None = None) -> list[tuple[str, int, str, str]]:
+    """(doc id, revision depth, text before, text after) for every revision of every IteraTeR
+    file, in a stable order; the after text is empty where the file has none."""
     zip_path = zip_path or shared_data_dir() / "iterater-r3-eval.zip"
     if not zip_path.is_file():
         raise FileNotFoundError(
             f"{zip_path} is missing: the IteraTeR data ships in ../shared/data beside the project "
             "(or set REDLINE_SHARED_DATA)."
         )
-    docs: dict[str, str] = {}
+    out = []
     with zipfile.ZipFile(zip_path) as zf:
         for name in sorted(zf.namelist()):
             if "__MACOSX" in name or not name.endswith(".json"):
@@ -38,13 +39,22 @@ def iterater_documents(zip_path: Path | None = None) -> list[tuple[str, str]]:
             data = json.loads(zf.read(name))
             if not isinstance(data, dict):
                 continue
-            first = data.get("rev_depth_0")
-            if isinstance(first, dict) and isinstance(first.get("doc"), dict):
-                doc = first["doc"]
-                doc_id = str(doc.get("doc_id", name)).split("-depth")[0]
-                text = doc.get("before_revision") or ""
-                if text.strip() and doc_id not in docs:
-                    docs[doc_id] = text
+            for key in sorted(k for k in data if k.startswith("rev_depth_")):
+                rev = data[key]
+                if isinstance(rev, dict) and isinstance(rev.get("doc"), dict):
+                    doc = rev["doc"]
+                    doc_id = str(doc.get("doc_id", name)).split("-depth")[0]
+                    out.append((doc_id, int(key.removeprefix("rev_depth_")), doc.get("before_revision") or "",
+                                doc.get("after_revision") or ""))  # fmt: skip
+    return out
+
+
+def iterater_documents(zip_path: Path | None = None) -> list[tuple[str, str]]:
+    """(doc id, original text) for each distinct IteraTeR document, in a stable order."""
+    docs: dict[str, str] = {}
+    for doc_id, depth, text, _ in iterater_revisions(zip_path):
+        if depth == 0 and text.strip() and doc_id not in docs:
+            docs[doc_id] = text
     return sorted(docs.items())
 
 
