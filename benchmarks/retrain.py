@@ -139,7 +139,7 @@ def report(label: str, run: dict) -> None:
     print(f"version {s.get('version')}: activated={s.get('activated')} ({s.get('reason')})")
     if s.get("skipped"):
         print(f"skipped: {json.dumps(s['skipped'])}")
-    print(f"\n| stage | seconds | per 100 training edits | steps |\n|---|---:|---:|---:|")
+    print("\n| stage | seconds | per 100 training edits | steps |\n|---|---:|---:|---:|")
     for stage, sec in secs.items():
         name = stage.removeprefix("train_")
         steps = (trained.get(name) or {}).get("steps", "") if stage.startswith("train_") else ""

@@ -39,6 +39,7 @@ user typed words and swamp every mean. The uncapped means are reported next to t
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import time
