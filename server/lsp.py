@@ -302,7 +302,12 @@ class RedlineServer(LanguageServer):
             loop.call_soon_threadsafe(self._on_train_done, token, result)
 
         model_path = str(self.runtime.model_dir)
-        self.trainer = TrainerProcess(model_path, on_progress, on_done, list(self.settings.trainer_args))
+        extra = list(self.settings.trainer_args)
+        if reason == "automatic" and self.runtime.version_id:
+            # In the background, continue the active version on the edits it has not seen: minutes,
+            # not the hour a full retrain takes on a laptop's CPU. "Retrain now" retrains on everything.
+            extra = ["--warm-start", "--incremental", *extra]
+        self.trainer = TrainerProcess(model_path, on_progress, on_done, extra)
         try:
             self.work_done_progress.create(token)
             self.work_done_progress.begin(
