@@ -81,6 +81,30 @@ def test_drift_splits_rounds_at_the_switch():
     assert report.drift_split(runs) == {"d": {"base": (pytest.approx(0.1), pytest.approx(0.9))}}
 
 
+def test_the_report_checks_each_target_and_can_say_no():
+    runs = [
+        _run("ws", 0, {"base": [0.8, 0.8], "sup": [0.2, 0.2], "pref": [0.9, 0.9], "cost": [0.5, 0.5],
+                       "early": [0.3, 0.3], "mixture": [0.25, 0.25], "late": [0.2, 0.2]}),
+        _run("cs", 0, {"base": [0.5, 0.5], "sup": [0.6, 0.6], "pref": [0.4, 0.4], "cost": [0.6, 0.6],
+                       "early": [0.45, 0.45], "mixture": [0.5, 0.5], "late": [0.42, 0.42]},
+             passed={"base": [True, False], "sup": [False, False], "late": [True, True]}),
+    ]  # fmt: skip
+    settings = [{"name": "ws", "user": "writing-summary-strong"}, {"name": "cs", "user": "code-style-strong"}]
+    checks = {t: (ok, why) for t, ok, why in report.targets(runs, settings)}
+    every, best, ens, strong, code = list(checks)
+    assert checks[every][0] is True and "PREF: cs" in checks[every][1]  # PREF only helps in cs
+    assert checks[best][0] is True  # SUP/Late best in ws, PREF in cs
+    # Late's worst gap: 0.02 in cs; PREF's 0.7 in ws; Late is the lowest of all, and an ensemble.
+    assert checks[ens][0] is True and checks[ens][1].startswith("Late 0.020")
+    assert checks[strong][0] is True and "25%" in checks[strong][1]  # 0.2 / 0.8
+    assert checks[code][0] is False and "SUP 0.00" in checks[code][1]  # SUP's pass@1 fell below Base's
+    # No learner may hide: COST never beats Base in the second set of runs.
+    runs[0]["online"]["costs"]["cost"] = [0.9, 0.9]
+    runs[1]["online"]["costs"]["cost"] = [0.7, 0.7]
+    checks = {t: ok for t, ok, _ in report.targets(runs, settings)}
+    assert checks[every] is False
+
+
 # --- what the model reads -----------------------------------------------------------------------------
 
 
