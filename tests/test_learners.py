@@ -203,6 +203,11 @@ def test_judge_leaves_out_degenerate_and_worse_policies():
     }  # fmt: skip
     assert scores["pref"].degenerate and "repeats" in scores["pref"].reason
     assert "worse than the base model" in scores["early"].reason
+    # One loop in four validation answers is 25%, but one answer: not enough to call a policy degenerate.
+    few = {"base": replace(_score("base", 0.5), n=4), "sup": replace(_score("sup", 0.3, repeats=0.25), n=4),
+           "pref": replace(_score("pref", 0.3, repeats=0.5), n=4)}  # fmt: skip
+    evaluate.judge(few)
+    assert few["sup"].served and not few["sup"].degenerate and few["pref"].degenerate
 
 
 def test_degenerate_rates_count_loops_limits_and_empty_answers():

@@ -46,6 +46,9 @@ class EvalConfig:
     # A policy degenerates when a rate exceeds its limit and the base model's own rate by `slack`.
     max_rates: tuple[tuple[str, float], ...] = (("repeats", 0.2), ("length", 0.5), ("empty", 0.5))
     slack: float = 0.15
+    # ... and at least this many suggestions are degenerate: with four validation edits, one loop is
+    # 25% of them, which says more about the edit than about the policy.
+    min_degenerate: int = 2
 
 
 @dataclass
@@ -280,7 +283,8 @@ def judge(scores: dict[str, PolicyScore], config: EvalConfig = EvalConfig(), bas
         bad = []
         for kind, limit in config.max_rates:
             floor = ref.rates.get(kind, 0.0) + config.slack if ref else 0.0
-            if s.rates.get(kind, 0.0) > max(limit, floor):
+            count = round(s.rates.get(kind, 0.0) * s.n)
+            if s.rates.get(kind, 0.0) > max(limit, floor) and count >= config.min_degenerate:
                 bad.append(f"{kind} {s.rates[kind]:.0%}")
         s.degenerate = bool(bad)
         if bad:
