@@ -359,11 +359,16 @@ def test_incremental_retrain_continues_the_active_adapters_on_new_edits_only(tmp
 
     root = tmp_path / "versions"
     db = _db(tmp_path / "redline.db", synthetic_edits(20))
-    first = pipeline.run(tiny_model_dir, db, _fast_pipeline(["sup"]), versions_root=root)
+    cfg = _fast_pipeline(["sup", "early"])
+    cfg.early = replace(cfg.early, lambdas=[0.0, 2.0], max_steps=2)
+    cfg.force = True
+    first = pipeline.run(tiny_model_dir, db, cfg, versions_root=root)
     assert first.activated, first.reason
     before = versions.active(root)
+    chosen = before.read_json("train_config.json")["runs"]["early"]["metrics"]["lambda"]
     _db(db, synthetic_edits(10, start=200))  # ten new edits arrive
-    cfg = _fast_pipeline(["sup"])
+    cfg = _fast_pipeline(["sup", "early"])
+    cfg.early = replace(cfg.early, lambdas=[0.0, 2.0], max_steps=1)
     cfg.sup = replace(cfg.sup, max_steps=1, learning_rate=1e-9)  # barely moves: what it starts from shows
     cfg.warm_start = cfg.incremental = True
     cfg.force = True
@@ -377,6 +382,9 @@ def test_incremental_retrain_continues_the_active_adapters_on_new_edits_only(tmp
     # Continued from the active adapter (a fresh one has its B matrices at zero).
     assert max((old[k] - new[k]).abs().max().item() for k in old) < 1e-3
     assert any(new[k].abs().max().item() > 1e-3 for k in new if "lora_B" in k)
+    # Early keeps the λ the full run chose instead of training its grid again.
+    config = versions.load_version(result.version, root).read_json("train_config.json")
+    assert config["configs"]["early"]["lambdas"] == [chosen] and len(config["runs"]["early"]["metrics"]["grid"]) == 1
 
 
 # --- the real default model (slow) --------------------------------------------------------------------

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from server import versions
@@ -90,6 +90,7 @@ class PipelineConfig:
     # With warm_start: train only on the edits the active version did not train on (validation is
     # still the newest edits), so that a retrain after a few new edits costs what those edits cost.
     incremental: bool = False
+    incremental_max_val: int = 16  # an incremental run validates on the newest this many edits only
     activate: bool = True  # activate the new version when it passes the gate
     force: bool = False  # activate even when the gate refuses
     tolerance: float = 0.0  # the gate lets a version this much worse (validation cost) through
@@ -197,7 +198,13 @@ def _run(model_dir, db_path, cfg, progress, root, dry_run, main) -> RunResult:
     if cfg.incremental and cfg.warm_start and same_base:
         seen = set((current.read_json("edits.json") or {}).get("train", []))
         train = [e for e in train if e.id not in seen]
-        result.counts.update(train=len(train), seen_before=len(seen))
+        if cfg.incremental_max_val > 0:
+            val = val[-cfg.incremental_max_val :]
+        # Early keeps the λ and β the full run chose on many more edits, rather than a grid of runs.
+        chosen = (((current.read_json("train_config.json") or {}).get("runs") or {}).get("early") or {}).get("metrics")
+        if chosen and chosen.get("lambda") is not None and chosen.get("beta") is not None:
+            cfg = replace(cfg, early=replace(cfg.early, lambdas=[chosen["lambda"]], betas=[chosen["beta"]]))
+        result.counts.update(train=len(train), validation=len(val), seen_before=len(seen))
         progress.emit("split", message=f"Incremental: {len(train)} edits the active version has not trained on",
                       **result.counts)  # fmt: skip
 
