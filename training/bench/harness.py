@@ -138,7 +138,8 @@ class BenchConfig:
         if self.edits < 4 or self.rounds < 1 or not self.seeds or not self.settings:
             raise ValueError("a bench needs at least 4 offline edits, 1 online round, 1 seed and 1 setting")
         if self.pipeline is None:
-            self.pipeline = pipeline_config(self.quick, self.max_prompt_tokens)
+            self.pipeline = pipeline_config(self.quick, self.max_prompt_tokens,
+                                            max(self.writing_tokens, self.code_tokens))  # fmt: skip
 
     def as_dict(self) -> dict:
         out = {k: v for k, v in asdict(self).items() if k not in ("pipeline", "settings")}
@@ -146,7 +147,7 @@ class BenchConfig:
         return out
 
 
-def pipeline_config(quick: bool = False, max_prompt_tokens: int = 256):
+def pipeline_config(quick: bool = False, max_prompt_tokens: int = 256, answer_tokens: int = 96):
     """The learners' settings for the bench: a fixed, small number of optimizer steps per learner.
 
     Full (the default model). Measured on a 2-core machine with one torch thread (docs/bench): an SFT
@@ -157,8 +158,8 @@ def pipeline_config(quick: bool = False, max_prompt_tokens: int = 256):
     COST did not move at all in 2-3 steps at their own rates (their answers were the base model's,
     word for word), so they run at rates that move them about as far in their few steps as their
     defaults would over an epoch of 32 edits. PREF starts from SUP, as the trainer has it. PREF and
-    Early start as soon as there are 4 pairs; Early has one λ; validation suggestions stop at 48
-    tokens. `--set` overrides any of it (e.g. --set sup.max_steps=-1 for the trainer's epochs).
+    Early start as soon as there are 4 pairs; Early has one λ; validation answers may run as long
+    as the answers the users edit (`answer_tokens`; the first full run, in docs/bench, stopped them at 48). `--set` overrides any of it (e.g. --set sup.max_steps=-1 for the trainer's epochs).
 
     Quick (a tiny model): even fewer, shorter rows at high learning rates, as the trainer's tests do.
     """
@@ -190,7 +191,9 @@ def pipeline_config(quick: bool = False, max_prompt_tokens: int = 256):
     cfg.early = EarlyConfig(**few, max_steps=2, min_edits=4, lambdas=[1.0], learning_rate=3e-4)
     if cfg.cost is not None:
         cfg.cost = replace(cfg.cost, max_steps=3, learning_rate=5e-4, eval_prompts=0, **lengths)
-    cfg.eval = EvalConfig(max_new_tokens=48)
+    # Validation answers may run as long as the answers the users edit: cut shorter, a policy that
+    # learned to write the user's longer answers looks worse than the base model it beats online.
+    cfg.eval = EvalConfig(max_new_tokens=answer_tokens)
     return cfg
 
 

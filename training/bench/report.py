@@ -429,8 +429,8 @@ def render(results: dict, plots: list[Path], report_dir: Path) -> str:
             out += [f"![{p.stem}]({rel.as_posix()})", ""]
 
     out += ["## Training and the validation gate, per run", "",
-            "Validation cost of each policy as Redline's trainer scored it (its greedy suggestion cut by the "
-            "editor's serving rules, against the held-out y′); ✗ = the trainer's gate would not serve it "
+            "Validation cost of each policy as Redline's trainer scored it (its greedy answer, cut as the "
+            "logged answers were, against the held-out y′; uncapped); ✗ = the trainer's gate would not serve it "
             "(the bench serves every trained policy anyway). Late: how often the bandit picked each policy.", "",
             "| Setting | Seed | Edits (train/val) | Offline cost | Validation cost | Mixture weights | Late picks |",
             "|---|---|---|---|---|---|---|"]  # fmt: skip
