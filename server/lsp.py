@@ -710,4 +710,3 @@ def serve_stdio(model_path: str | None = None) -> None:
         ls.settings = ls.settings.merged({"modelPath": model_path})
         ls.cli_model_path = model_path
     ls.start_io()
-

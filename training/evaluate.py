@@ -6,8 +6,9 @@ For each validation edit (x, y, y′):
 - log-loss: the mean negative log-likelihood per token of y′ (and its end-of-text token) given x,
   over all validation tokens — what Early uses to choose λ and β, and the Mixture's objective;
 - cost: the policy's greedy suggestion for x, cut as the logged suggestion was (`Edit.bound`: the
-  editor's serving rules from `server.postprocess`, or a whole answer / a function body), against y′ with the paper's cost (word-level Levenshtein / tokens of the
-  suggestion, `server.capture.cost.word_cost`). Generation stops at the end-of-text token, a serving
+  editor's serving rules from `server.postprocess`, or a whole answer / a function body), against y′
+  with the paper's cost (word-level Levenshtein / tokens of the suggestion,
+  `server.capture.cost.word_cost`). Generation stops at the end-of-text token, a serving
   stop rule, or after as many tokens as y′ has plus a margin;
 - degeneration, per suggestion: it repeats itself (a word 3-gram three times, or few distinct tokens),
   it ran to the length limit without stopping, or nothing was left to show.

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 #: What became of an accepted or typed-over suggestion (outcomes.kind).
 OUTCOME_KINDS = ("accepted", "edited", "partial", "rejected_typed", "deleted")
-#: How a suggestion was bounded (suggestions.bound; server.postprocess.BOUNDS).
+#: How a suggestion was bounded (suggestions.bound; the stop rules are in server.postprocess).
 BOUNDS = ("editor", "answer", "function")
 #: Why its span stopped being followed (outcomes.settle_reason).
 SETTLE_REASONS = ("idle", "saved", "closed", "shutdown", "cursor_left", "deleted", "max_age", "restart", "paused")

@@ -214,6 +214,8 @@ class Store:
     def record_suggestion(self, rec: SuggestionRecord) -> bool:
         """Save a suggestion that was shown (texts redacted). False, and nothing saved, when its
         document is excluded or the id exists already."""
+        if rec.bound not in BOUNDS:
+            raise ValueError(f"bound must be one of {BOUNDS}, not {rec.bound!r}")
         if self._excluded(rec.uri):
             return False
         row = (
@@ -221,8 +223,6 @@ class Store:
             self._r(rec.prompt), self._r(rec.prefix), self._r(rec.suffix), self._r(rec.suggestion),
             rec.model_version, rec.policy, rec.latency_ms, rec.bound,
         )  # fmt: skip
-        if rec.bound not in BOUNDS:
-            raise ValueError(f"bound must be one of {BOUNDS}, not {rec.bound!r}")
         with self._write() as c:
             cur = c.execute(
                 "INSERT OR IGNORE INTO suggestions (id, created_at, uri, language, line, character, prompt,"
