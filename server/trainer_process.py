@@ -69,9 +69,8 @@ class TrainerProcess:
 
     def start(self) -> None:
         env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
-        # Leave a core to the editor's suggestions: two processes spinning OpenMP threads on the same
-        # cores slow each other down several times over.
-        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
+        # No fixed thread count: the trainer takes the cores the machine leaves idle and gives one back
+        # while the editor works (training.threads); it runs at a lower priority besides.
         root = Path(__file__).resolve().parents[1]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
 

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import torch
 
-from training import encode
+from training import encode, threads
 from training.lora import LoraTrainConfig
 
 #: progress(event): {"stage": "features" | "cost_model" | "policy" | "eval" | "done", ...}
@@ -397,6 +397,7 @@ def _policy_logprobs(policy, prompt: list[int], new: torch.Tensor, lengths: list
 def policy_step(policy, optimizer, cost_model: CostModel, prompts: list[list[int]], eos_ids: set[int],
                 cfg: CostConfig, generator: torch.Generator) -> dict[str, float]:
     """One REINFORCE update with a leave-one-out baseline over `prompts` (lists of token ids)."""
+    threads.tick()
     optimizer.zero_grad(set_to_none=True)
     costs, kls, rewards = [], [], []
     scale = 1.0 / (len(prompts) * cfg.samples)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from server.capture.cost import tokenize, word_cost
 from server.postprocess import bound_stop, finalize, stop_at
 from server.prompt import Context, build_context
-from training import encode
+from training import encode, threads
 from training.data import Edit
 from training.encode import Lengths
 
@@ -129,6 +129,7 @@ def completion_logprobs(model, tokenizer, edits: list[Edit], lengths: Lengths = 
     out: list[list[float]] = []
     with torch.inference_mode():
         for batch in _batches(edits, batch_size):
+            threads.tick()
             prompts = [encode.prompt_ids(tokenizer, e.prompt, lengths.max_prompt_tokens) for e in batch]
             comps = [encode.completion_ids(tokenizer, e.final, lengths.max_completion_tokens) for e in batch]
             ids, mask, positions = _left_pad([p + c for p, c in zip(prompts, comps)], pad)
@@ -205,6 +206,7 @@ def generate(model, tokenizer, edits: list[Edit], lengths: Lengths = Lengths(), 
     out: list[Generated] = []
     with torch.inference_mode():
         for batch in _batches(edits, cfg.batch_size):
+            threads.tick()
             prompts = [encode.prompt_ids(tokenizer, e.prompt, lengths.max_prompt_tokens) for e in batch]
             budgets = [_budget(tokenizer, e, lengths, cfg) for e in batch]
             ids, mask, _ = _left_pad(prompts, pad)
@@ -224,6 +226,7 @@ def generate_with(decode, model, tokenizer, edits: list[Edit], lengths: Lengths 
     stops = eos_ids(tokenizer, model)
     out = []
     for e in edits:
+        threads.tick()
         budget = _budget(tokenizer, e, lengths, cfg)
         new = decode(encode.prompt_ids(tokenizer, e.prompt, lengths.max_prompt_tokens), budget)
         out.append(_finish(tokenizer, e, list(new), budget, stops, cfg))

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from training import threads
 from training.encode import Lengths
 
 #: progress(step, of): called as a learner advances.
@@ -163,6 +164,7 @@ def make_callback(progress: StepFn | None, losses: list[float], metrics: dict):
                 progress(0, state.max_steps)
 
         def on_step_end(self, args, state, control, **kwargs):
+            threads.tick()  # between steps: take the idle cores, give them back when the editor works
             if progress:
                 progress(state.global_step, state.max_steps)
 

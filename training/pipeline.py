@@ -95,7 +95,8 @@ class PipelineConfig:
     force: bool = False  # activate even when the gate refuses
     tolerance: float = 0.0  # the gate lets a version this much worse (validation cost) through
     compare_active: bool = True  # score the active version on the new validation edits
-    threads: int = 0  # torch CPU threads; 0: one fewer than the cores (at least one)
+    threads: int = 0  # torch CPU threads; 0: every core while the machine is otherwise idle, one fewer
+    # for each core something else keeps busy (training.threads)
     keep_versions: int = 5  # older versions are deleted after a run (never the active one)
     filter: data.FilterConfig = field(default_factory=data.FilterConfig)
     split: data.SplitConfig = field(default_factory=data.SplitConfig)
@@ -168,12 +169,12 @@ def run(
     """Train, validate, write and (maybe) activate a new model version. See the module docstring."""
     from accelerate import PartialState
 
-    from training.lora import cpu_threads
+    from training import threads
 
     cfg = cfg or PipelineConfig()
     progress = progress or Progress("none")
     root = versions.versions_root(versions_root)
-    cpu_threads(cfg.threads)
+    threads.activate(threads.ThreadConfig(cfg.threads))
     main = PartialState().is_main_process
     with training_lock(root) if main else contextlib.nullcontext():
         return _run(Path(model_dir).resolve(), Path(db_path), cfg, progress, root, dry_run, main)

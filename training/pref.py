@@ -61,6 +61,17 @@ def _trainer_class():
     class PretokenizedDPOTrainer(DPOTrainer):
         """DPOTrainer that takes rows tokenized the way serving tokenizes (see training.encode)."""
 
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            from peft import PeftModel
+
+            from training import shared_prompt
+
+            # Each pair's prompt runs once for chosen and rejected, and the head projects only the
+            # completions: about half a step's work (see training.shared_prompt).
+            base = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
+            shared_prompt.install(base, pairs=True)
+
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             if "prompt_ids" in dataset.column_names:
                 return dataset

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from training import data, encode
+from training import data, encode, shared_prompt
 from training.lora import LoraTrainConfig, StepFn, TrainResult
 
 
@@ -31,6 +31,29 @@ def sft_dataset(tokenizer, edits: list[data.Edit], cfg: SupConfig):
     return Dataset.from_list([encode.sft_example(tokenizer, r["prompt"], r["completion"], cfg.lengths) for r in rows])
 
 
+def sft_trainer(model_dir: Path, edits: list[data.Edit], cfg: SupConfig, scratch: Path, init_adapter: Path | None):
+    """A ready SFT trainer (LoRA, loss on the completion only) and its dataset size."""
+    from trl import SFTConfig, SFTTrainer
+
+    from training.lora import load_base, peft_model, trainer_args
+
+    model, tokenizer = load_base(model_dir)
+    model = peft_model(model, cfg, init_adapter)
+    dataset = sft_dataset(tokenizer, edits, cfg)
+    args = trainer_args(
+        SFTConfig,
+        cfg,
+        scratch,
+        completion_only_loss=True,
+        max_length=None,  # already cut: prompts from the left, completions from the right
+        packing=False,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    # The head projects only the completion's positions, not the prompt's (training.shared_prompt).
+    shared_prompt.install(trainer.model.get_base_model(), pairs=False)
+    return trainer, len(dataset)
+
+
 def train_sup(
     model_dir: Path,
     train_edits: list[data.Edit],
@@ -42,23 +65,10 @@ def train_sup(
 ) -> TrainResult:
     """Train a SUP adapter on (x, y′) and save it in `out_dir`. `init_adapter` continues from an
     earlier adapter (incremental retraining) instead of a fresh one."""
-    from trl import SFTConfig, SFTTrainer
-
-    from training.lora import load_base, peft_model, run_trainer, scratch_dir, trainer_args
+    from training.lora import run_trainer, scratch_dir
 
     cfg = cfg or SupConfig()
     data.require("sup", cfg.min_edits, len(train_edits))
-    model, tokenizer = load_base(model_dir)
-    model = peft_model(model, cfg, init_adapter)
-    dataset = sft_dataset(tokenizer, train_edits, cfg)
     with scratch_dir("sup") as scratch:
-        args = trainer_args(
-            SFTConfig,
-            cfg,
-            Path(scratch),
-            completion_only_loss=True,
-            max_length=None,  # already cut: prompts from the left, completions from the right
-            packing=False,
-        )
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-        return run_trainer(trainer, progress, out_dir, len(dataset))
+        trainer, n = sft_trainer(model_dir, train_edits, cfg, Path(scratch), init_adapter)
+        return run_trainer(trainer, progress, out_dir, n)
