@@ -264,6 +264,28 @@ def test_batched_generation_matches_one_at_a_time(tiny_model_dir, sup_adapter): 
     assert batched[0].text == WANTED and batched[0].stop_reason == "eos"
 
 
+def test_scoring_and_generating_together_matches_each_alone(tiny_model_dir, sup_adapter):  # noqa: F811
+    """Validation reads each prompt once for the log-loss and the greedy suggestion; it must give what
+    scoring and generating separately give, on a batch with left padding and ragged completions."""
+    from peft import PeftModel
+
+    from training.lora import load_base
+
+    model, tokenizer = load_base(tiny_model_dir)
+    model.config.use_cache = True
+    model = PeftModel.from_pretrained(model, str(sup_adapter)).eval()
+    edits = [VAL[0], replace(VAL[1], prompt="x = 1\n" * 30 + VAL[1].prompt), replace(VAL[2], final="return")]
+    edits += [replace(TRAIN[3], prompt="x")]  # a one-token prompt: nothing to cache before its last token
+    together, gens = evaluate.score_and_generate(model, tokenizer, edits, cfg=EVAL)
+    alone = evaluate.completion_logprobs(model, tokenizer, edits)
+    assert [len(t) for t in together] == [len(a) for a in alone]
+    for t, a in zip(together, alone):
+        assert max(abs(x - y) for x, y in zip(t, a)) < 1e-3
+    separate = evaluate.generate(model, tokenizer, edits, cfg=EVAL)
+    assert [(g.text, g.stop_reason) for g in gens] == [(g.text, g.stop_reason) for g in separate]
+    assert gens[0].text == WANTED
+
+
 def test_mixture_log_loss_is_the_token_level_mixture():
     a = PolicyScore("a", 0, 0, n=1, tokens=2, token_logprobs=[[-1.0, -3.0]])
     b = PolicyScore("b", 0, 0, n=1, tokens=2, token_logprobs=[[-2.0, -0.5]])

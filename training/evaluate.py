@@ -233,6 +233,62 @@ def generate_with(decode, model, tokenizer, edits: list[Edit], lengths: Lengths 
     return out
 
 
+def score_and_generate(model, tokenizer, edits: list[Edit], lengths: Lengths = Lengths(),
+                       cfg: EvalConfig = EvalConfig()) -> tuple[list[list[float]], list[Generated]]:  # fmt: skip
+    """`completion_logprobs` and `generate` together, reading each prompt once instead of twice.
+
+    Per batch: the prompts (left-padded) but their last token go into a key/value cache; the last
+    prompt token followed by y′ is scored from it (log-probabilities of y′ and its end-of-text); the
+    cache is cut back to the prompt and greedy decoding continues from it. The prompt is most of the
+    tokens, so validation does about half the work; the results are those of the two functions
+    (tests/test_learners.py compares them)."""
+    import torch
+    from transformers import DynamicCache, GenerationConfig
+
+    dev = next(model.parameters()).device
+    stops = eos_ids(tokenizer, model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else encode.eos_id(tokenizer)
+    scores: list[list[float]] = []
+    gens: list[Generated] = []
+    with torch.inference_mode():
+        for batch in _batches(edits, cfg.batch_size):
+            threads.tick()
+            prompts = [encode.prompt_ids(tokenizer, e.prompt, lengths.max_prompt_tokens) for e in batch]
+            comps = [encode.completion_ids(tokenizer, e.final, lengths.max_completion_tokens) for e in batch]
+            budgets = [_budget(tokenizer, e, lengths, cfg) for e in batch]
+            ids, mask, positions = _left_pad(prompts, pad)
+            ids, mask, positions = ids.to(dev), mask.to(dev), positions.to(dev)
+            width = ids.shape[1]
+            cache = DynamicCache(config=model.config)
+            if width > 1:
+                model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                      cache=cache, use_cache=True, logits_to_keep=1)  # fmt: skip
+            # score: the last prompt token, then y′ (right-padded; causal attention keeps the padding
+            # after each completion out of its own tokens' view)
+            span = max(len(c) for c in comps)
+            tail = torch.full((len(batch), 1 + span), pad, dtype=torch.long, device=dev)
+            tail_mask = torch.zeros_like(tail)
+            tail[:, 0], tail_mask[:, 0] = ids[:, -1], 1
+            for i, c in enumerate(comps):
+                tail[i, 1 : 1 + len(c)] = torch.tensor(c, dtype=torch.long)
+                tail_mask[i, 1 : 1 + len(c)] = 1
+            tail_pos = positions[:, -1:] + torch.arange(1 + span, device=dev)
+            logits = model(input_ids=tail, attention_mask=torch.cat([mask[:, :-1], tail_mask], 1),
+                           position_ids=tail_pos, cache=cache, use_cache=True).logits  # fmt: skip
+            for i, c in enumerate(comps):
+                rows = logits[i, : len(c)].float().log_softmax(-1)
+                scores.append(rows.gather(-1, torch.tensor(c, device=rows.device).unsqueeze(-1)).squeeze(-1).tolist())
+            # generate: from the prompt's cache (its last token is read again as generation's first input)
+            cache.crop(-(1 + span))
+            gen_cfg = GenerationConfig(
+                max_new_tokens=max(budgets), do_sample=False, eos_token_id=sorted(stops), pad_token_id=pad,
+            )  # fmt: skip
+            seqs = model.generate(input_ids=ids, attention_mask=mask, cache=cache, generation_config=gen_cfg)
+            for i, e in enumerate(batch):
+                gens.append(_finish(tokenizer, e, seqs[i, width:].tolist(), budgets[i], stops, cfg))
+    return scores, gens
+
+
 def degenerate_rates(gens: list[Generated]) -> dict[str, float]:
     n = max(len(gens), 1)
     return {
@@ -256,8 +312,7 @@ def evaluate_policy(
     was_training = model.training
     model.eval()
     try:
-        logprobs = completion_logprobs(model, tokenizer, val_edits, lengths, config.batch_size)
-        gens = generate(model, tokenizer, val_edits, lengths, config)
+        logprobs, gens = score_and_generate(model, tokenizer, val_edits, lengths, config)
     finally:
         model.train(was_training)
     nll, tokens = mean_nll(logprobs)
