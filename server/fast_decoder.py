@@ -123,7 +123,9 @@ class FastDecoder:
     """One sequence (or a batch of policies on the same text) with a preallocated key/value cache.
 
     `lora` merges one adapter into this decoder's weights; `row_loras` (one per batch row, None for the
-    base) applies adapters per row on the shared base weights instead.
+    base) applies adapters per row on the shared base weights instead. `batch` rows without per-row
+    adapters decode side by side from a shared prefix (a trainer's k samples of one prompt): `forward`
+    then takes a (batch, T) tensor of each row's own tokens.
     """
 
     def __init__(
@@ -132,11 +134,12 @@ class FastDecoder:
         max_len: int = 4096,
         lora: FusedLora | None = None,
         row_loras: list[FusedLora | None] | None = None,
+        batch: int = 1,
     ) -> None:
         w = model_or_weights if isinstance(model_or_weights, Weights) else Weights(model_or_weights)
         self.w = w
         self.max_len = max_len
-        self.batch = len(row_loras) if row_loras else 1
+        self.batch = len(row_loras) if row_loras else max(1, batch)
         if lora is not None and row_loras:
             raise ValueError("merge one adapter or apply one per row, not both")
         self.layers = w.merged(lora)
@@ -168,18 +171,23 @@ class FastDecoder:
         return y
 
     @torch.inference_mode()
-    def forward(self, ids: list[int], all_positions: bool = False) -> torch.Tensor:
+    def forward(self, ids: list[int] | torch.Tensor, all_positions: bool = False) -> torch.Tensor:
         """Append `ids` to the sequence; return the next-token logits after the last of them:
-        shape (vocab,) for one sequence, (batch, vocab) for a batch of policies. With `all_positions`
-        (one sequence only), the logits after each of `ids`: shape (len(ids), vocab)."""
+        shape (vocab,) for one sequence, (batch, vocab) for a batch. `ids` is one list for every row,
+        or a (batch, T) tensor of each row's tokens. With `all_positions` (one sequence only), the
+        logits after each of `ids`: shape (len(ids), vocab)."""
         w = self.w
-        T, B = len(ids), self.batch
+        per_row = isinstance(ids, torch.Tensor) and ids.dim() == 2
+        T, B = (ids.shape[1] if per_row else len(ids)), self.batch
         start = self.length
         if start + T > self.max_len:
             raise ValueError(f"sequence of {start + T} tokens exceeds the cache of {self.max_len}")
         end = start + T
         nh, nkv, hd = w.n_heads, w.n_kv, w.head_dim
-        x = w.embed[torch.tensor(ids, dtype=torch.long)].unsqueeze(0).expand(B, T, -1)
+        if per_row:
+            x = w.embed[ids.to(torch.long)]
+        else:
+            x = w.embed[torch.tensor(ids, dtype=torch.long)].unsqueeze(0).expand(B, T, -1)
         cos = self.cos[start:end].unsqueeze(1)  # (T, 1, hd)
         sin = self.sin[start:end].unsqueeze(1)
         half = hd // 2

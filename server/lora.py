@@ -47,6 +47,13 @@ def load_adapter(folder: Path, shapes: list[dict[str, tuple[int, ...]]], dtype=t
         tensors = load_file(str(folder / "adapter_model.safetensors"))
     except (OSError, ValueError) as exc:
         raise AdapterError(f"cannot read the adapter in {folder}: {exc}") from exc
+    return fuse(config, tensors, shapes, dtype, str(folder))
+
+
+def fuse(config: dict, tensors: dict[str, torch.Tensor], shapes: list[dict[str, tuple[int, ...]]],
+         dtype=torch.float32, folder: str = "the adapter") -> FusedLora:  # fmt: skip
+    """A FusedLora from an adapter's config (r, lora_alpha, ...) and its lora_A / lora_B tensors, named
+    as peft saves them or as a live peft model names its parameters (with the adapter's name)."""
     if config.get("peft_type", "LORA") != "LORA":
         raise AdapterError(f"{folder}: peft type {config.get('peft_type')} is not LoRA")
     if config.get("use_dora"):

@@ -211,7 +211,6 @@ class Runtime:
             return self._generic_slot(policy)
         slot = self._single_slot()
         if policy != self._single_policy:
-            from server.fast_decoder import FastDecoder
 
             # Another policy's weights: its keys and values differ too, so the cache starts over.
             decoder = slot.decoder

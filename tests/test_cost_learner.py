@@ -105,6 +105,59 @@ def test_config_rejects_settings_that_cannot_work():
         CostConfig(ridge=())
 
 
+def test_sampling_and_scoring_from_one_prompt_pass(tiny_model_dir):
+    """A policy step reads the prompt once, with gradients, for sampling and scoring: the same samples
+    as sampling alone, the same log π and the same adapter gradient as scoring in a pass of its own."""
+    from training.cost import _policy_logprobs, sample_with_logprobs
+
+    model, tokenizer = load_base(tiny_model_dir)
+    policy = peft_model(model, CostConfig(max_prompt_tokens=64)).train()
+    with torch.no_grad():
+        for n, p in policy.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    prompt = encode.prompt_ids(tokenizer, "Note 1: the list reads", 64)
+    eos = {tokenizer.eos_token_id}
+    new, lengths, lp = sample_with_logprobs(policy, prompt, 3, 6, eos, 1.0, torch.Generator().manual_seed(7))
+    alone, alone_lengths = sample_completions(policy, prompt, 3, 6, eos, 1.0, torch.Generator().manual_seed(7))
+    assert torch.equal(new, alone) and lengths == alone_lengths
+    lora = [p for n, p in policy.named_parameters() if p.requires_grad]
+    lp.sum().backward()
+    shared = [p.grad.clone() for p in lora]
+    policy.zero_grad()
+    expect = _policy_logprobs(policy, prompt, new, lengths)
+    expect.sum().backward()
+    assert torch.allclose(lp, expect, atol=1e-5)
+    assert any(g.abs().sum() > 0 for g in shared)
+    for a, b in zip(shared, (p.grad for p in lora)):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_lean_sampler_samples_what_the_generic_forward_samples(tiny_model_dir):
+    """Sampling with the server's lean decoder (the adapter's live A and B per row, the prompt's cache
+    copied from the step's prompt pass) draws the same completions from the same random numbers, and
+    the log-probabilities the gradient uses are unchanged."""
+    from training.cost import LeanSampler, sample_with_logprobs
+
+    model, tokenizer = load_base(tiny_model_dir)
+    cfg = CostConfig(max_prompt_tokens=64)
+    sampler = LeanSampler.for_model(model, cfg)
+    assert sampler is not None
+    policy = peft_model(model, cfg).train()
+    with torch.no_grad():
+        for n, p in policy.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+    prompt = encode.prompt_ids(tokenizer, "def area(r):\n    return", 64)
+    eos = {tokenizer.eos_token_id}
+    lean = sample_with_logprobs(policy, prompt, 4, 8, eos, 1.0, torch.Generator().manual_seed(3), sampler)
+    generic = sample_with_logprobs(policy, prompt, 4, 8, eos, 1.0, torch.Generator().manual_seed(3))
+    assert torch.equal(lean[0], generic[0]) and lean[1] == generic[1]
+    assert torch.allclose(lean[2], generic[2], atol=1e-5)
+    greedy = sample_with_logprobs(policy, prompt, 2, 8, eos, 0.0, None, sampler)
+    assert torch.equal(greedy[0], sample_completions(policy, prompt, 2, 8, eos, 0.0)[0])
+
+
 def test_shared_prompt_passes_equal_full_forwards(tiny_model_dir):
     """The learner reads each prompt once and repeats its cache for the k samples: the same numbers as
     k full forwards, and the same features as the logged suggestions' (the cost model's inputs)."""

@@ -30,6 +30,7 @@ import json
 import math
 import random
 import time
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -321,15 +322,9 @@ def _prefill(model, prompt: list[int], k: int, hidden: bool = False):
     return cache, out
 
 
-@torch.no_grad()
-def sample_completions(
-    model, prompt: list[int], k: int, max_new_tokens: int, eos_ids: set[int], temperature: float = 1.0,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, list[int]]:
-    """k completions of one prompt: (k, L) token ids, and each one's length counted up to and
-    including its end-of-text token (tokens after it are padding). temperature 0 = greedy."""
-    cache, out = _prefill(model, prompt, k)
-    logits = out.logits[:, -1].expand(k, -1)
+def _sample_loop(model, cache, logits: torch.Tensor, k: int, max_new_tokens: int, eos_ids: set[int],
+                 temperature: float, generator: torch.Generator | None) -> tuple[torch.Tensor, list[int]]:
+    """Sample k completions from a cache that holds the prompt k times and the logits after it."""
     device = logits.device
     new = torch.zeros((k, max_new_tokens), dtype=torch.long, device=device)
     lengths = [max_new_tokens] * k
@@ -349,6 +344,93 @@ def sample_completions(
         if t + 1 < max_new_tokens:
             logits = model(input_ids=token[:, None], cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
     return new, lengths
+
+
+@torch.no_grad()
+def sample_completions(
+    model, prompt: list[int], k: int, max_new_tokens: int, eos_ids: set[int], temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, list[int]]:
+    """k completions of one prompt: (k, L) token ids, and each one's length counted up to and
+    including its end-of-text token (tokens after it are padding). temperature 0 = greedy."""
+    cache, out = _prefill(model, prompt, k)
+    return _sample_loop(model, cache, out.logits[:, -1].expand(k, -1), k, max_new_tokens, eos_ids, temperature,
+                        generator)  # fmt: skip
+
+
+def _detached_copy(cache):
+    """The same keys and values, out of the autograd graph (sampling must not extend it)."""
+    from transformers import DynamicCache
+
+    copy = DynamicCache()
+    for i, layer in enumerate(cache.layers):
+        copy.update(layer.keys.detach(), layer.values.detach(), i)
+    return copy
+
+
+class LeanSampler:
+    """Samples the k completions of a policy step with the server's lean decoder (server.fast_decoder)
+    instead of transformers' generic forward: the same weights, the adapter's current A and B applied
+    per row, the prompt's keys and values copied from the step's own prompt pass. A step of the generic
+    forward spent most of its time dispatching (about 130 ms a token for 4 rows on 2 cores, against a
+    weight read of a fraction of that), and sampling was over half of a COST step.
+
+    Built on the base model before peft wraps it; `None` from `for_model` for a model the lean decoder
+    does not run (the generic path then samples)."""
+
+    def __init__(self, weights, adapter_config: dict) -> None:
+        self.weights = weights
+        self.config = adapter_config
+
+    @classmethod
+    def for_model(cls, model, cfg: CostConfig):
+        from server import fast_decoder
+
+        if fast_decoder.supports(model) is not None or next(model.parameters()).device.type != "cpu":
+            return None
+        return cls(fast_decoder.Weights(model), {"r": cfg.r, "lora_alpha": cfg.alpha})
+
+    @torch.no_grad()
+    def sample(self, policy, cache, logits: torch.Tensor, k: int, max_new_tokens: int, eos_ids: set[int],
+               temperature: float, generator: torch.Generator | None) -> tuple[torch.Tensor, list[int]]:  # fmt: skip
+        from server.fast_decoder import FastDecoder
+        from server.lora import fuse
+
+        live = {n: p.detach() for n, p in policy.named_parameters() if ".lora_A." in n or ".lora_B." in n}
+        lora = fuse(self.config, live, self.weights.shapes, self.weights.dtype, "the COST adapter")
+        length = cache.get_seq_length()
+        decoder = FastDecoder(self.weights, max_len=length + max_new_tokens, row_loras=[lora] * k)
+        for li, layer in enumerate(cache.layers):
+            decoder.k_cache[li, :, :, :length] = layer.keys[0].detach()
+            decoder.v_cache[li, :, :, :length] = layer.values[0].detach()
+        decoder.length = length
+
+        class _Step:  # the sampling loop calls model(input_ids=..., ...).logits[:, -1]
+            def __call__(self, input_ids, **_):
+                return types.SimpleNamespace(logits=decoder.forward(input_ids)[:, None])
+
+        return _sample_loop(_Step(), None, logits, k, max_new_tokens, eos_ids, temperature, generator)
+
+
+def sample_with_logprobs(policy, prompt: list[int], k: int, max_new_tokens: int, eos_ids: set[int],
+                         temperature: float, generator: torch.Generator | None, sampler: LeanSampler | None = None):  # fmt: skip
+    """k sampled completions and their per-token log π (differentiable, zero after each one's end),
+    from ONE read of the prompt: its cache, built with gradients, serves sampling (detached) and then
+    the scoring pass that the gradient flows through. Reading it separately for each was a third of
+    a step. `sampler` samples with the lean decoder; without it, transformers' forward does."""
+    cache, head = _prefill(policy, prompt, 1)
+    first = head.logits[:, -1].detach().expand(k, -1)
+    if sampler is not None:
+        new, lengths = sampler.sample(policy, cache, first, k, max_new_tokens, eos_ids, temperature, generator)
+    else:
+        with torch.no_grad():
+            sampling = _detached_copy(cache)
+            sampling.batch_repeat_interleave(k)
+            new, lengths = _sample_loop(policy, sampling, first, k, max_new_tokens, eos_ids, temperature, generator)
+    cache.batch_repeat_interleave(k)
+    out = policy(input_ids=new, cache=cache, use_cache=True)
+    logits = torch.cat([head.logits[:, -1:].expand(k, -1, -1), out.logits[:, :-1]], 1)
+    return new, lengths, _token_logprobs(logits, new) * _completion_mask(new, lengths)
 
 
 def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -395,20 +477,18 @@ def _policy_logprobs(policy, prompt: list[int], new: torch.Tensor, lengths: list
 
 
 def policy_step(policy, optimizer, cost_model: CostModel, prompts: list[list[int]], eos_ids: set[int],
-                cfg: CostConfig, generator: torch.Generator) -> dict[str, float]:
+                cfg: CostConfig, generator: torch.Generator, sampler: LeanSampler | None = None) -> dict[str, float]:
     """One REINFORCE update with a leave-one-out baseline over `prompts` (lists of token ids)."""
     threads.tick()
     optimizer.zero_grad(set_to_none=True)
     costs, kls, rewards = [], [], []
     scale = 1.0 / (len(prompts) * cfg.samples)
+    policy.train()  # no dropout (CostConfig.dropout is 0): samples come from the policy as it serves
     for prompt in prompts:
-        policy.eval()  # samples come from the policy as it serves
-        new, lengths = sample_completions(
-            policy, prompt, cfg.samples, cfg.max_new_tokens, eos_ids, cfg.temperature, generator
+        new, lengths, lp = sample_with_logprobs(
+            policy, prompt, cfg.samples, cfg.max_new_tokens, eos_ids, cfg.temperature, generator, sampler
         )
         ref_lp, feats = _frozen_pass(policy, prompt, new, lengths, eos_ids)
-        policy.train()
-        lp = _policy_logprobs(policy, prompt, new, lengths)
         f_bar = cost_model.predict(feats, "max").to(lp.device, torch.float32)
         kl = (lp.detach() - ref_lp).sum(1)  # one-sample estimate of KL(π‖π_ref) for each completion
         reward = -f_bar - cfg.beta * kl
@@ -490,6 +570,7 @@ def train_cost(
     fit_report = cost_model_report(cost_model, x_val, [e.cost for e in val])
     emit({"stage": "cost_model", **fit_report})
 
+    sampler = LeanSampler.for_model(model, cfg)  # before peft wraps the model's layers
     policy = peft_model(model, cfg)
     policy.eval()
     eos_ids = {encode.eos_id(tokenizer)}
@@ -512,7 +593,7 @@ def train_cost(
                 queue = list(range(len(contexts)))
                 rng.shuffle(queue)
             batch.append(contexts[queue.pop()])
-        stats = policy_step(policy, optimizer, cost_model, batch, eos_ids, cfg, generator)
+        stats = policy_step(policy, optimizer, cost_model, batch, eos_ids, cfg, generator, sampler)
         curve.append(stats)
         emit({"stage": "policy", "step": step, "steps": steps,
               "elapsed_s": time.perf_counter() - policy_started, **stats})

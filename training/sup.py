@@ -21,6 +21,10 @@ class SupConfig(LoraTrainConfig):
     alpha: int = 32
     learning_rate: float = 3e-4
     epochs: float = 2.0
+    # Four edits per step as two micro-batches of two: four edits' activations at once were the
+    # retrain's memory peak (5.4-6.0 GB on real edits; the same step, half the activations).
+    batch_size: int = 2
+    grad_accum: int = 2
     min_edits: int = 8
 
 
