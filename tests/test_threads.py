@@ -49,3 +49,15 @@ def test_another_busy_process_is_seen():
         spin.kill()
         spin.wait()
         torch.set_num_threads(before)
+
+
+def test_governed_restores_the_count_and_stops_governing():
+    import torch
+
+    from training import threads
+
+    before = torch.get_num_threads()
+    with threads.governed(ThreadConfig(threads=1)) as gov:
+        assert threads.active() is gov and torch.get_num_threads() == 1
+    assert threads.active() is None and threads.tick() == 0
+    assert torch.get_num_threads() == before

@@ -174,9 +174,8 @@ def run(
     cfg = cfg or PipelineConfig()
     progress = progress or Progress("none")
     root = versions.versions_root(versions_root)
-    threads.activate(threads.ThreadConfig(cfg.threads))
     main = PartialState().is_main_process
-    with training_lock(root) if main else contextlib.nullcontext():
+    with threads.governed(threads.ThreadConfig(cfg.threads)), training_lock(root) if main else contextlib.nullcontext():
         return _run(Path(model_dir).resolve(), Path(db_path), cfg, progress, root, dry_run, main)
 
 

@@ -14,6 +14,7 @@ thread. A fixed count (`threads > 0`, or the OMP_NUM_THREADS the server sets) tu
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -94,6 +95,21 @@ def activate(cfg: ThreadConfig = ThreadConfig()) -> ThreadGovernor:
     _active = ThreadGovernor(cfg)
     _active.start()
     return _active
+
+
+@contextlib.contextmanager
+def governed(cfg: ThreadConfig = ThreadConfig()):
+    """Govern threads inside the block; afterwards the count is what it was and nothing is governed
+    (a process that trains more than once, such as the bench, keeps its own setting)."""
+    global _active
+    import torch
+
+    before, previous = torch.get_num_threads(), _active
+    try:
+        yield activate(cfg)
+    finally:
+        _active = previous
+        torch.set_num_threads(before)
 
 
 def tick() -> int:
