@@ -105,6 +105,14 @@ def test_config_rejects_settings_that_cannot_work():
         CostConfig(ridge=())
 
 
+def _perturb(policy) -> None:
+    """A non-zero adapter, so that the policy and the reference differ."""
+    with torch.no_grad():
+        for n, p in policy.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.05)
+
+
 def test_sampling_and_scoring_from_one_prompt_pass(tiny_model_dir):
     """A policy step reads the prompt once, with gradients, for sampling and scoring: the same samples
     as sampling alone, the same log π and the same adapter gradient as scoring in a pass of its own."""
@@ -112,10 +120,7 @@ def test_sampling_and_scoring_from_one_prompt_pass(tiny_model_dir):
 
     model, tokenizer = load_base(tiny_model_dir)
     policy = peft_model(model, CostConfig(max_prompt_tokens=64)).train()
-    with torch.no_grad():
-        for n, p in policy.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.05)
+    _perturb(policy)
     prompt = encode.prompt_ids(tokenizer, "Note 1: the list reads", 64)
     eos = {tokenizer.eos_token_id}
     new, lengths, lp = sample_with_logprobs(policy, prompt, 3, 6, eos, 1.0, torch.Generator().manual_seed(7))
@@ -144,10 +149,7 @@ def test_lean_sampler_samples_what_the_generic_forward_samples(tiny_model_dir):
     sampler = LeanSampler.for_model(model, cfg)
     assert sampler is not None
     policy = peft_model(model, cfg).train()
-    with torch.no_grad():
-        for n, p in policy.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.05)
+    _perturb(policy)
     prompt = encode.prompt_ids(tokenizer, "def area(r):\n    return", 64)
     eos = {tokenizer.eos_token_id}
     lean = sample_with_logprobs(policy, prompt, 4, 8, eos, 1.0, torch.Generator().manual_seed(3), sampler)
@@ -166,10 +168,7 @@ def test_shared_prompt_passes_equal_full_forwards(tiny_model_dir):
     model, tokenizer = load_base(tiny_model_dir)
     cfg = CostConfig(max_prompt_tokens=64)
     policy = peft_model(model, cfg).eval()
-    with torch.no_grad():  # a non-zero adapter, so that the policy and the reference differ
-        for n, p in policy.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.05)
+    _perturb(policy)
     prompt = encode.prompt_ids(tokenizer, "Note 1: the list reads", 64)
     eos = {tokenizer.eos_token_id}
     new, lengths = sample_completions(policy, prompt, 3, 5, eos, 1.0, torch.Generator().manual_seed(4))
