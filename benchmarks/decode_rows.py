@@ -3,6 +3,9 @@ the same weights, so a memory-bound step should cost about the same for 4 rows a
 
 Validation and COST sampling decode several rows at once; this prints the median step for 1 row, 4
 rows, and 4 rows with a LoRA adapter applied per row (as COST samples), after a 200-token prompt.
+Then the matrix products alone, for the layout question behind it: 30 matrices the size of a layer's
+fused gate/up projection, multiplied as the decoder stores them (`F.linear(x, W)`, W is out × in) and
+pre-transposed (`x @ Wᵀ`, Wᵀ contiguous), for 1, 2, 4 and 8 rows.
 
   .venv/bin/python benchmarks/decode_rows.py --threads 2
 """
@@ -57,7 +60,33 @@ def main(argv=None) -> int:
         median = sorted(times)[len(times) // 2] * 1000
         print(f"| {rows} | {'per row' if 'row_loras' in kw else 'none'} | {median:.1f} | "
               f"{weights.bytes_per_token() / 1e6:.0f} MB |")  # fmt: skip
+    _layouts()
     return 0
+
+
+def _layouts(repeats: int = 10) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    mats = [torch.randn(2 * 1536, 576) for _ in range(30)]
+    mats_t = [m.t().contiguous() for m in mats]
+    size = sum(m.numel() * m.element_size() for m in mats)
+
+    def clock(fn, rows: int) -> float:
+        x = torch.randn(rows, 576)
+        for _ in range(3):
+            fn(x)
+        t = time.perf_counter()
+        for _ in range(repeats):
+            fn(x)
+        return (time.perf_counter() - t) / repeats * 1000
+
+    print(f"\n| rows | F.linear(x, W) ms | x @ Wᵀ ms | GB/s, F.linear | GB/s, x @ Wᵀ |  ({size / 1e6:.0f} MB of weights)")
+    print("|---:|---:|---:|---:|---:|")
+    for rows in (1, 2, 4, 8):
+        a = clock(lambda x: [F.linear(x, m) for m in mats], rows)
+        b = clock(lambda x: [x @ m for m in mats_t], rows)
+        print(f"| {rows} | {a:.1f} | {b:.1f} | {size / a / 1e6:.1f} | {size / b / 1e6:.1f} |")
 
 
 if __name__ == "__main__":
