@@ -39,10 +39,19 @@ def _busy_seconds() -> tuple[float, float]:
     return busy, own.user + own.system
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (its affinity: a container or `taskset` may allow fewer than the
+    machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        return os.cpu_count() or 1
+
+
 class ThreadGovernor:
     def __init__(self, cfg: ThreadConfig = ThreadConfig(), cores: int | None = None) -> None:
         self.cfg = cfg
-        self.cores = max(1, cores or os.cpu_count() or 1)
+        self.cores = max(1, cores or _usable_cores())
         self.fixed = cfg.threads if cfg.threads > 0 else None
         self.current = 0
         self.history: list[tuple[float, int]] = []  # (others' load in cores, threads chosen)
