@@ -55,3 +55,9 @@ def test_incremental_needs_a_warm_start(flag, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "training", "train", "--data-home", str(tmp_path), flag],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 2 and "--warm-start" in proc.stderr
+
+
+def test_a_negative_thread_count_is_refused(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "training", "train", "--data-home", str(tmp_path), "--threads", "-1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 2 and "--threads" in proc.stderr

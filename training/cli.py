@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--warm-start", action="store_true", help="continue from the active version's adapters")
     train.add_argument("--incremental", action="store_true",
                        help="with --warm-start: train only on the edits the active version has not trained on")  # fmt: skip
+    train.add_argument("--threads", type=int, default=0, metavar="N",
+                       help="CPU threads; 0 (default): every core while the machine is otherwise idle, one fewer "
+                            "per core something else keeps busy")  # fmt: skip
     train.add_argument("--progress", default="auto", choices=("auto", "bars", "json", "both", "none"),
                        help="bars on a terminal, JSON lines on stderr otherwise (auto)")  # fmt: skip
     train.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
@@ -122,6 +125,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg.force = args.force
     cfg.warm_start = args.warm_start
     cfg.incremental = args.incremental
+    if args.threads < 0:
+        print("error: --threads takes a count of threads, or 0 to adapt to the machine", file=sys.stderr)
+        return EXIT_USAGE
+    cfg.threads = args.threads
     if args.incremental and not args.warm_start:
         print("error: --incremental continues the active version's adapters: add --warm-start", file=sys.stderr)
         return EXIT_USAGE

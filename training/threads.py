@@ -9,7 +9,7 @@ time the rest of the machine used since the last look (all busy time, less this 
 
 `ThreadGovernor.tick()` is called between units of work (an optimizer step, a validation batch); it
 must run on the thread that does the work, because OpenMP's thread count belongs to the calling
-thread. A fixed count (`threads > 0`, or the OMP_NUM_THREADS the server sets) turns it off.
+thread. A fixed count (`threads > 0`: `redline train -- --threads N`) turns it off.
 """
 
 from __future__ import annotations
