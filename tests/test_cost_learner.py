@@ -105,6 +105,15 @@ def test_config_rejects_settings_that_cannot_work():
         CostConfig(ridge=())
 
 
+def _policy_logprobs(policy, prompt: list[int], new, lengths: list[int]):
+    """The reference the learner's shared pass is held to: per-token log π of k completions from a
+    prompt pass of their own (differentiable), zero after each one's end."""
+    from training.cost import _completion_mask, _forward_completions, _token_logprobs
+
+    logits, _ = _forward_completions(policy, prompt, new)
+    return _token_logprobs(logits, new) * _completion_mask(new, lengths)
+
+
 def _perturb(policy) -> None:
     """A non-zero adapter, so that the policy and the reference differ."""
     with torch.no_grad():
@@ -116,7 +125,7 @@ def _perturb(policy) -> None:
 def test_sampling_and_scoring_from_one_prompt_pass(tiny_model_dir):
     """A policy step reads the prompt once, with gradients, for sampling and scoring: the same samples
     as sampling alone, the same log π and the same adapter gradient as scoring in a pass of its own."""
-    from training.cost import _policy_logprobs, sample_with_logprobs
+    from training.cost import sample_with_logprobs
 
     model, tokenizer = load_base(tiny_model_dir)
     policy = peft_model(model, CostConfig(max_prompt_tokens=64)).train()
@@ -163,7 +172,7 @@ def test_lean_sampler_samples_what_the_generic_forward_samples(tiny_model_dir):
 def test_shared_prompt_passes_equal_full_forwards(tiny_model_dir):
     """The learner reads each prompt once and repeats its cache for the k samples: the same numbers as
     k full forwards, and the same features as the logged suggestions' (the cost model's inputs)."""
-    from training.cost import _frozen_pass, _policy_logprobs
+    from training.cost import _frozen_pass
 
     model, tokenizer = load_base(tiny_model_dir)
     cfg = CostConfig(max_prompt_tokens=64)

@@ -405,11 +405,10 @@ class LeanSampler:
             decoder.v_cache[li, :, :, :length] = layer.values[0].detach()
         decoder.length = length
 
-        class _Step:  # the sampling loop calls model(input_ids=..., ...).logits[:, -1]
-            def __call__(self, input_ids, **_):
-                return types.SimpleNamespace(logits=decoder.forward(input_ids)[:, None])
+        def step(input_ids, **_):  # what the sampling loop reads: model(input_ids=...).logits[:, -1]
+            return types.SimpleNamespace(logits=decoder.forward(input_ids)[:, None])
 
-        return _sample_loop(_Step(), None, logits, k, max_new_tokens, eos_ids, temperature, generator)
+        return _sample_loop(step, None, logits, k, max_new_tokens, eos_ids, temperature, generator)
 
 
 def sample_with_logprobs(policy, prompt: list[int], k: int, max_new_tokens: int, eos_ids: set[int],
@@ -468,12 +467,6 @@ def _frozen_pass(policy, prompt: list[int], new: torch.Tensor, lengths: list[int
     text_len = [n - 1 if n and int(new[i, n - 1]) in eos_ids else n for i, n in enumerate(lengths)]
     feats = torch.stack([pool_features(states[i].float(), 1, text_len[i]).cpu() for i in range(len(lengths))])
     return ref_lp, feats
-
-
-def _policy_logprobs(policy, prompt: list[int], new: torch.Tensor, lengths: list[int]) -> torch.Tensor:
-    """Per-token log π of k completions (differentiable), zero after each one's end."""
-    logits, _ = _forward_completions(policy, prompt, new)
-    return _token_logprobs(logits, new) * _completion_mask(new, lengths)
 
 
 def policy_step(policy, optimizer, cost_model: CostModel, prompts: list[list[int]], eos_ids: set[int],

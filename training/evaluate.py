@@ -194,11 +194,19 @@ def _finish(tokenizer, e: Edit, new: list[int], budget: int, stops: set[int], cf
     return Generated(text, stopped, reason, repeats(stopped, cfg))
 
 
+def _greedy(budgets: list[int], stops: set[int], pad: int):
+    """Greedy decoding for a batch: as many tokens as its longest budget, stopping at end-of-text."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        max_new_tokens=max(budgets), do_sample=False, eos_token_id=sorted(stops), pad_token_id=pad,
+    )  # fmt: skip
+
+
 def generate(model, tokenizer, edits: list[Edit], lengths: Lengths = Lengths(), cfg: EvalConfig = EvalConfig()):
     """Greedy suggestions of `model` (batched, left-padded) for each edit's prompt, cut by the
     serving rules."""
     import torch
-    from transformers import GenerationConfig
 
     dev = next(model.parameters()).device
     stops = eos_ids(tokenizer, model)
@@ -210,10 +218,8 @@ def generate(model, tokenizer, edits: list[Edit], lengths: Lengths = Lengths(), 
             prompts = [encode.prompt_ids(tokenizer, e.prompt, lengths.max_prompt_tokens) for e in batch]
             budgets = [_budget(tokenizer, e, lengths, cfg) for e in batch]
             ids, mask, _ = _left_pad(prompts, pad)
-            gen_cfg = GenerationConfig(
-                max_new_tokens=max(budgets), do_sample=False, eos_token_id=sorted(stops), pad_token_id=pad,
-            )  # fmt: skip
-            seqs = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev), generation_config=gen_cfg)
+            seqs = model.generate(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                                  generation_config=_greedy(budgets, stops, pad))  # fmt: skip
             for i, e in enumerate(batch):
                 out.append(_finish(tokenizer, e, seqs[i, ids.shape[1] :].tolist(), budgets[i], stops, cfg))
     return out
@@ -243,7 +249,7 @@ def score_and_generate(model, tokenizer, edits: list[Edit], lengths: Lengths = L
     tokens, so validation does about half the work; the results are those of the two functions
     (tests/test_learners.py compares them)."""
     import torch
-    from transformers import DynamicCache, GenerationConfig
+    from transformers import DynamicCache
 
     dev = next(model.parameters()).device
     stops = eos_ids(tokenizer, model)
@@ -280,10 +286,8 @@ def score_and_generate(model, tokenizer, edits: list[Edit], lengths: Lengths = L
                 scores.append(rows.gather(-1, torch.tensor(c, device=rows.device).unsqueeze(-1)).squeeze(-1).tolist())
             # generate: from the prompt's cache (its last token is read again as generation's first input)
             cache.crop(-(1 + span))
-            gen_cfg = GenerationConfig(
-                max_new_tokens=max(budgets), do_sample=False, eos_token_id=sorted(stops), pad_token_id=pad,
-            )  # fmt: skip
-            seqs = model.generate(input_ids=ids, attention_mask=mask, cache=cache, generation_config=gen_cfg)
+            seqs = model.generate(input_ids=ids, attention_mask=mask, cache=cache,
+                                  generation_config=_greedy(budgets, stops, pad))  # fmt: skip
             for i, e in enumerate(batch):
                 gens.append(_finish(tokenizer, e, seqs[i, width:].tolist(), budgets[i], stops, cfg))
     return scores, gens

@@ -175,7 +175,8 @@ def run(
     progress = progress or Progress("none")
     root = versions.versions_root(versions_root)
     main = PartialState().is_main_process
-    with threads.governed(threads.ThreadConfig(cfg.threads)), training_lock(root) if main else contextlib.nullcontext():
+    lock = training_lock(root) if main else contextlib.nullcontext()
+    with threads.governed(threads.ThreadConfig(cfg.threads)), lock:
         return _run(Path(model_dir).resolve(), Path(db_path), cfg, progress, root, dry_run, main)
 
 

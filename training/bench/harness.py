@@ -159,7 +159,8 @@ def pipeline_config(quick: bool = False, max_prompt_tokens: int = 256, answer_to
     word for word), so they run at rates that move them about as far in their few steps as their
     defaults would over an epoch of 32 edits. PREF starts from SUP, as the trainer has it. PREF and
     Early start as soon as there are 4 pairs; Early has one λ; validation answers may run as long
-    as the answers the users edit (`answer_tokens`; the first full run, in docs/bench, stopped them at 48). `--set` overrides any of it (e.g. --set sup.max_steps=-1 for the trainer's epochs).
+    as the answers the users edit (`answer_tokens`; the first full run, in docs/bench, stopped them
+    at 48). `--set` overrides any of it (e.g. --set sup.max_steps=-1 for the trainer's epochs).
 
     Quick (a tiny model): even fewer, shorter rows at high learning rates, as the trainer's tests do.
     """
