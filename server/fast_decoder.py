@@ -163,6 +163,16 @@ class FastDecoder:
         """Forget cached positions from `length` on (the rest is overwritten by later tokens)."""
         self.length = max(0, min(length, self.length))
 
+    def keep(self, rows: list[int]) -> None:
+        """Go on with only these rows (their caches and adapters), in this order: rows whose answer is
+        finished stop costing a share of every later step."""
+        index = torch.tensor(rows, dtype=torch.long)
+        self.k_cache = self.k_cache.index_select(1, index)
+        self.v_cache = self.v_cache.index_select(1, index)
+        if self.row is not None:
+            self.row = [{name: (a[index], b[index]) for name, (a, b) in layer.items()} for layer in self.row]
+        self.batch = len(rows)
+
     def _linear(self, x: torch.Tensor, li: int, name: str, bias=None) -> torch.Tensor:
         y = F.linear(x, self.layers[li][name], bias)
         if self.row is not None and name in self.row[li]:
@@ -174,8 +184,8 @@ class FastDecoder:
     def forward(self, ids: list[int] | torch.Tensor, all_positions: bool = False) -> torch.Tensor:
         """Append `ids` to the sequence; return the next-token logits after the last of them:
         shape (vocab,) for one sequence, (batch, vocab) for a batch. `ids` is one list for every row,
-        or a (batch, T) tensor of each row's tokens. With `all_positions` (one sequence only), the
-        logits after each of `ids`: shape (len(ids), vocab)."""
+        or a (batch, T) tensor of each row's tokens. With `all_positions`, the logits after each of
+        `ids`: shape (T, vocab) for one sequence, (batch, T, vocab) for a batch."""
         w = self.w
         per_row = isinstance(ids, torch.Tensor) and ids.dim() == 2
         T, B = (ids.shape[1] if per_row else len(ids)), self.batch
@@ -215,7 +225,8 @@ class FastDecoder:
             x = x + self._linear(F.silu(gate) * up, li, "d")
         self.length = end
         if all_positions:
-            return F.linear(F.rms_norm(x[0], (hidden,), w.norm, w.eps), w.lm_head)
+            logits = F.linear(F.rms_norm(x, (hidden,), w.norm, w.eps), w.lm_head)
+            return logits[0] if B == 1 else logits
         last = F.rms_norm(x[:, -1], (hidden,), w.norm, w.eps)
         logits = F.linear(last, w.lm_head)
         return logits[0] if B == 1 else logits

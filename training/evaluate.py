@@ -179,19 +179,26 @@ def _finish(tokenizer, e: Edit, new: list[int], budget: int, stops: set[int], cf
     if ended is not None:
         new = new[:ended]
     raw = tokenizer.decode(new, skip_special_tokens=True)
-    # Cut the way the suggestion being validated against was cut: an editor suggestion by the
-    # editor's rules at its cursor, a whole answer (or a function body) by its own rule — else a
-    # multi-sentence answer would be scored by its first sentence and every policy would look worse.
-    editor = e.bound in ("", "editor")
-    ctx = context_for(e) if editor else None
-    rule = (lambda t: stop_at(ctx, t)) if editor else bound_stop(e.bound)
+    ctx, rule = stop_rule(e)
     cut = rule(raw) if rule is not None else None
     if cut is not None:
         reason, stopped = "stop", raw[:cut]
     else:
         reason, stopped = ("eos" if ended is not None else "length"), raw
-    text = finalize(ctx, stopped) if editor else stopped.rstrip()
+    text = finalize(ctx, stopped) if e.bound in ("", "editor") else stopped.rstrip()
     return Generated(text, stopped, reason, repeats(stopped, cfg))
+
+
+def stop_rule(e: Edit):
+    """(serving context or None, rule(text) -> cut index or None) for how `e`'s suggestion was cut.
+
+    Cut the way the suggestion being validated against was cut: an editor suggestion by the editor's
+    rules at its cursor, a whole answer (or a function body) by its own rule — else a multi-sentence
+    answer would be scored by its first sentence and every policy would look worse."""
+    if e.bound in ("", "editor"):
+        ctx = context_for(e)
+        return ctx, (lambda t: stop_at(ctx, t))
+    return None, bound_stop(e.bound)
 
 
 def _greedy(budgets: list[int], stops: set[int], pad: int):
@@ -319,7 +326,14 @@ def evaluate_policy(
         logprobs, gens = score_and_generate(model, tokenizer, val_edits, lengths, config)
     finally:
         model.train(was_training)
-    nll, tokens = mean_nll(logprobs)
+    return policy_score(policy, val_edits, logprobs, gens)
+
+
+def policy_score(policy: str, val_edits: list[Edit], logprobs: list[list[float]] | None,
+                 gens: list[Generated], nll: tuple[float, int] | None = None) -> PolicyScore:  # fmt: skip
+    """A policy's validation figures from its log-probabilities of each y′ (or its `nll` as
+    (mean, tokens), for a policy scored otherwise) and its suggestions."""
+    nll, tokens = nll if nll is not None else mean_nll(logprobs or [])
     costs = [word_cost(g.text, e.final) for g, e in zip(gens, val_edits)]
     return PolicyScore(
         policy=policy,
@@ -328,7 +342,7 @@ def evaluate_policy(
         n=len(val_edits),
         tokens=tokens,
         rates=degenerate_rates(gens),
-        token_logprobs=logprobs,
+        token_logprobs=logprobs or [],
         generations=gens,
         capped_cost=sum(min(c, 1.0) for c in costs) / max(len(costs), 1),
     )
@@ -390,16 +404,5 @@ def evaluate_mixture(
     own greedy suggestions through `decode(prompt_ids, max_new_tokens)` (training.mixture's decoder)."""
     if not weights or any(k not in scores for k in weights):
         raise ValueError(f"a mixture needs scores for every component: {sorted(weights)} vs {sorted(scores)}")
-    nll, tokens = mixture_nll(weights, scores)
     gens = generate_with(decode, model, tokenizer, val_edits, lengths, config)
-    costs = [word_cost(g.text, e.final) for g, e in zip(gens, val_edits)]
-    return PolicyScore(
-        policy=policy,
-        nll=nll,
-        cost=sum(costs) / max(len(costs), 1),
-        n=len(val_edits),
-        tokens=tokens,
-        rates=degenerate_rates(gens),
-        generations=gens,
-        capped_cost=sum(min(c, 1.0) for c in costs) / max(len(costs), 1),
-    )
+    return policy_score(policy, val_edits, None, gens, nll=mixture_nll(weights, scores))

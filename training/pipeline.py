@@ -386,9 +386,10 @@ class _Produced:
 def _validate(model_dir, cfg, val, adapters: dict[str, Path], current, mixture: bool, progress, result):
     """Score the base model and each adapter on `val` and judge them; fit and score the Mixture over
     the policies that passed; score the active version's best policy on the same edits (for the gate).
-    Returns (scores, mixture weights or {}, comparison or None)."""
-    from peft import PeftModel
+    Returns (scores, mixture weights or {}, comparison or None).
 
+    Every policy is validated side by side on the server's lean decoder (`training.lean_validation`)
+    when it runs the model and its adapters; otherwise one after another through peft."""
     from training.lora import device, load_base
 
     model, tokenizer = load_base(model_dir)
@@ -403,46 +404,129 @@ def _validate(model_dir, cfg, val, adapters: dict[str, Path], current, mixture: 
         if len(previous) != len(wanted):
             previous, prev_best = {}, None
     to_load = {**adapters, **previous}
-    names = list(to_load)
-    peft = PeftModel.from_pretrained(model, str(to_load[names[0]]), adapter_name=names[0])
-    for name in names[1:]:
-        peft.load_adapter(str(to_load[name]), adapter_name=name)
-    peft.eval()
-    total = len(names) + 1 + (1 if mixture else 0) + (1 if prev_best and prev_best[0] == "mixture" else 0)
-    lengths, ecfg = cfg.sup.lengths, cfg.eval
-    scores: dict[str, PolicyScore] = {}
-    progress.emit("evaluate", "base", step=0, of=total)
-    with peft.disable_adapter():
-        scores["base"] = evaluate_policy(peft, tokenizer, val, policy="base", lengths=lengths, config=ecfg)
-    for i, name in enumerate(names, start=1):
-        progress.emit("evaluate", name.removeprefix("prev_"), step=i, of=total,
-                      message=f"Validating {'the active version' + chr(39) + 's ' if name in previous else ''}"
-                              f"{name.removeprefix('prev_').upper()}")  # fmt: skip
-        peft.set_adapter(name)
-        scores[name] = evaluate_policy(peft, tokenizer, val, policy=name, lengths=lengths, config=ecfg)
+    backend = _LeanBackend.build(model, tokenizer, val, to_load, cfg, progress) or _PeftBackend(
+        model, tokenizer, val, to_load, cfg, progress, extra=(1 if mixture else 0) + (1 if prev_best else 0))
+    scores = backend.score()
     prev_scores = {n.removeprefix("prev_"): scores.pop(n) for n in previous}
-    judge(scores, ecfg)
+    judge(scores, cfg.eval)
 
+    # The Mixtures to decode: this run's (fitted on this run's scores) and the active version's when
+    # that is its best policy, with each component named as it was loaded.
     weights: dict[str, float] = {}
+    mixtures: dict[str, tuple[dict[str, float], dict[str, PolicyScore], dict[str, str]]] = {}
     if mixture:
-        progress.emit("mixture", step=len(names) + 1, of=total)
         weights = _fit_mixture(scores, result)
         if weights:
-            scores["mixture"] = _score_mixture(peft, tokenizer, val, weights, scores, {}, cfg)
-            judge(scores, ecfg)
+            mixtures["mixture"] = (weights, scores, {})
+    if prev_best is not None and prev_best[0] == "mixture":
+        rename = {p: (p if p == versions.BASE else f"prev_{p}") for p in current.mixture_weights}
+        mixtures["prev_mixture"] = (current.mixture_weights, {**prev_scores, versions.BASE: scores["base"]}, rename)
+    mixed = backend.mixtures(mixtures) if mixtures else {}
+    if "mixture" in mixed:
+        scores["mixture"] = mixed["mixture"]
+        judge(scores, cfg.eval)
 
     comparison = None
     if prev_best is not None:
         policy = prev_best[0]
-        if policy == "mixture":
-            parts = {**prev_scores, versions.BASE: scores["base"]}
-            rename = {p: (p if p == versions.BASE else f"prev_{p}") for p in current.mixture_weights}
-            s = _score_mixture(peft, tokenizer, val, current.mixture_weights, parts, rename, cfg)
-        else:
-            s = prev_scores[policy]
+        s = mixed["prev_mixture"] if policy == "mixture" else prev_scores[policy]
         comparison = {"against": current.id, "policy": policy, "cost": s.cost, "nll": s.nll, "n": s.n}
-    progress.emit("evaluate", None, step=total, of=total, message="Validation done")
+    progress.emit("evaluate", None, message="Validation done")
     return scores, weights, comparison
+
+
+class _LeanBackend:
+    """Validation on the lean decoder: all policies side by side, one edit at a time."""
+
+    def __init__(self, weights, policies, tokenizer, val, stops, cfg, progress) -> None:
+        self.weights, self.policies, self.tokenizer, self.stops = weights, policies, tokenizer, stops
+        self._val, self.cfg, self.progress = val, cfg, progress
+
+    @classmethod
+    def build(cls, model, tokenizer, val, to_load: dict[str, Path], cfg, progress):
+        """The backend, or None (with the reason logged) when the lean decoder cannot run it."""
+        from server import fast_decoder
+        from server.lora import AdapterError
+        from training import lean_validation
+
+        reason = lean_validation.supported(model)
+        if reason is None:
+            weights = fast_decoder.Weights(model)
+            try:
+                policies = {versions.BASE: None, **lean_validation.load_policies(weights, to_load)}
+            except AdapterError as exc:
+                reason = str(exc)
+        if reason is not None:
+            log.info("validating one policy at a time through peft: %s", reason)
+            return None
+        return cls(weights, policies, tokenizer, val, eos_ids(tokenizer, model), cfg, progress)
+
+    def score(self) -> dict[str, PolicyScore]:
+        from training import lean_validation
+        from training.evaluate import policy_score
+
+        total = len(self.policies) - 1
+
+        def report(done: int, of: int) -> None:
+            self.progress.emit("evaluate", None, step=done, of=of,
+                               message=f"Validating the base model and {total} polic{'y' if total == 1 else 'ies'} "
+                                       f"side by side: edit {done} of {of}")  # fmt: skip
+
+        report(0, len(self._val))
+        results = lean_validation.score_and_generate(self.weights, self.policies, self.tokenizer, self._val,
+                                                     self.stops, self.cfg.sup.lengths, self.cfg.eval, report)  # fmt: skip
+        return {name: policy_score(name, self._val, lp, gens) for name, (lp, gens) in results.items()}
+
+    def mixtures(self, mixtures) -> dict[str, PolicyScore]:
+        from training import lean_validation
+        from training.evaluate import mixture_nll, policy_score
+
+        def report(done: int, of: int) -> None:
+            self.progress.emit("mixture", step=done, of=of, message=f"Validating the Mixture: edit {done} of {of}")
+
+        plans = {name: {rename.get(p, p): a for p, a in w.items()} for name, (w, _, rename) in mixtures.items()}
+        gens = lean_validation.generate_mixtures(self.weights, plans, self.policies, self.tokenizer, self._val,
+                                                 self.stops, self.cfg.sup.lengths, self.cfg.eval, report)  # fmt: skip
+        return {name: policy_score("mixture", self._val, None, gens[name], nll=mixture_nll(w, parts))
+                for name, (w, parts, _) in mixtures.items()}  # fmt: skip
+
+
+class _PeftBackend:
+    """Validation through peft: one policy after another, each adapter set in turn."""
+
+    def __init__(self, model, tokenizer, val, to_load: dict[str, Path], cfg, progress, extra: int) -> None:
+        from peft import PeftModel
+
+        names = list(to_load)
+        peft = PeftModel.from_pretrained(model, str(to_load[names[0]]), adapter_name=names[0])
+        for name in names[1:]:
+            peft.load_adapter(str(to_load[name]), adapter_name=name)
+        peft.eval()
+        self.peft, self.tokenizer, self.names, self.cfg, self.progress = peft, tokenizer, names, cfg, progress
+        self._val = val
+        self.total = len(names) + 1 + extra
+
+    def score(self) -> dict[str, PolicyScore]:
+        lengths, ecfg = self.cfg.sup.lengths, self.cfg.eval
+        scores: dict[str, PolicyScore] = {}
+        self.progress.emit("evaluate", "base", step=0, of=self.total)
+        with self.peft.disable_adapter():
+            scores["base"] = evaluate_policy(self.peft, self.tokenizer, self._val, policy="base", lengths=lengths,
+                                             config=ecfg)  # fmt: skip
+        for i, name in enumerate(self.names, start=1):
+            prev = name.startswith("prev_")
+            self.progress.emit("evaluate", name.removeprefix("prev_"), step=i, of=self.total,
+                               message=f"Validating {'the active version' + chr(39) + 's ' if prev else ''}"
+                                       f"{name.removeprefix('prev_').upper()}")  # fmt: skip
+            self.peft.set_adapter(name)
+            scores[name] = evaluate_policy(self.peft, self.tokenizer, self._val, policy=name, lengths=lengths,
+                                           config=ecfg)  # fmt: skip
+        return scores
+
+    def mixtures(self, mixtures) -> dict[str, PolicyScore]:
+        self.progress.emit("mixture", step=len(self.names) + 1, of=self.total)
+        return {name: _score_mixture(self.peft, self.tokenizer, self._val, w, parts, rename, self.cfg)
+                for name, (w, parts, rename) in mixtures.items()}  # fmt: skip
 
 
 def _fit_mixture(scores: dict[str, PolicyScore], result: RunResult) -> dict[str, float]:
