@@ -95,11 +95,12 @@ class Version:
         return {k: float(v) for k, v in json.loads(path.read_text()).get("weights", {}).items()}
 
     def best(self) -> tuple[str, float] | None:
-        """(policy, validation cost) of the best served trained policy, or None when none is served."""
+        """(policy, validation cost) of the best served trained policy, or None when none is served.
+        The cost is `gate_cost`: each edit's cost capped at 1, as the Late bandit counts them."""
         scored = [
-            (float(v["cost"]), float(v.get("nll") or 0.0), p)  # ties go to the better log-loss
+            (gate_cost(v), float(v.get("nll") or 0.0), p)  # ties go to the better log-loss
             for p, v in self.validation.items()
-            if p != BASE and v.get("served") and v.get("cost") is not None
+            if p != BASE and v.get("served") and gate_cost(v) is not None
         ]
         if not scored:
             return None
@@ -295,6 +296,20 @@ def clean_partial(root: Path | None = None) -> list[Path]:
 # --- the gate, activation, rollback -------------------------------------------------------------------
 
 
+def gate_cost(figures: dict) -> float | None:
+    """The validation cost versions are compared on: the mean of each edit's cost capped at 1.
+
+    The uncapped mean is a few outliers on real edits: one long suggestion against a short fix costs
+    10 or more (word edits per suggested token), so a policy that is better on most edits could lose
+    to one that is worse on most. Capped, an edit counts at most as a suggestion rewritten in full,
+    which is also how the Late bandit counts what users do. Versions that recorded only the uncapped
+    mean give that."""
+    value = figures.get("capped_cost")
+    if value is None:
+        value = figures.get("cost")
+    return None if value is None else float(value)
+
+
 @dataclass(frozen=True)
 class GateDecision:
     activated: bool
@@ -306,7 +321,8 @@ class GateDecision:
 
 def gate(candidate: Version, current: Version | None, tolerance: float = 0.0) -> GateDecision:
     """Whether `candidate` may replace `current` (None: the base model alone). Costs are the
-    validation edit costs; lower is better; `tolerance` allows a candidate that is that much worse."""
+    validation edit costs (`gate_cost`); lower is better; `tolerance` allows a candidate that is that
+    much worse."""
     best = candidate.best()
     if best is None:
         return GateDecision(
@@ -318,8 +334,8 @@ def gate(candidate: Version, current: Version | None, tolerance: float = 0.0) ->
             True, f"{policy} is not worse than the base model on validation ({cost:.3f})", candidate.id, cost
         )
     comparison = candidate.read_json("comparison.json") or {}
-    if comparison.get("against") == current.id and comparison.get("cost") is not None:
-        theirs = float(comparison["cost"])
+    if comparison.get("against") == current.id and gate_cost(comparison) is not None:
+        theirs = gate_cost(comparison)
         where = "on the new validation edits"
     else:
         current_best = current.best()

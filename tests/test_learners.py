@@ -208,6 +208,11 @@ def test_judge_leaves_out_degenerate_and_worse_policies():
            "pref": replace(_score("pref", 0.3, repeats=0.5), n=4)}  # fmt: skip
     evaluate.judge(few)
     assert few["sup"].served and not few["sup"].degenerate and few["pref"].degenerate
+    # Worse than the base model is judged on capped costs: a lower mean made of one outlier less
+    # does not beat a base model that is better on most edits.
+    capped = {"base": replace(_score("base", 3.0), capped_cost=0.5), "sup": replace(_score("sup", 2.0), capped_cost=0.7)}
+    evaluate.judge(capped)
+    assert not capped["sup"].served and "0.700 > 0.500" in capped["sup"].reason
 
 
 def test_degenerate_rates_count_loops_limits_and_empty_answers():

@@ -26,9 +26,9 @@ def fake_adapter(folder: Path) -> None:
 
 
 def make_version(root: Path, costs: dict[str, float], *, served: dict[str, bool] | None = None,
-                 comparison: dict | None = None) -> versions.Version:  # fmt: skip
-    """A version whose validation gives `costs` per policy (base included)."""
-    served = served or {}
+                 comparison: dict | None = None, capped: dict[str, float] | None = None) -> versions.Version:  # fmt: skip
+    """A version whose validation gives `costs` per policy (base included), and `capped` costs where given."""
+    served, capped = served or {}, capped or {}
     with versions.VersionWriter("/models/base", root) as w:
         for policy in costs:
             if policy != "base":
@@ -36,7 +36,8 @@ def make_version(root: Path, costs: dict[str, float], *, served: dict[str, bool]
         w.write_json(
             "validation.json",
             {
-                p: {"cost": c, "nll": 1.0, "n": 5, "degenerate": False, "served": served.get(p, True), "reason": ""}
+                p: {"cost": c, "nll": 1.0, "n": 5, "degenerate": False, "served": served.get(p, True), "reason": "",
+                    **({"capped_cost": capped[p]} if p in capped else {})}
                 for p, c in costs.items()
             },
         )
@@ -117,6 +118,20 @@ def test_the_gate_prefers_the_comparison_on_the_same_edits(root):
     decision = versions.activate(candidate.id, root=root)
     assert decision.activated and "new validation edits" in decision.reason and decision.active_cost == 0.4
     assert versions.active(root).id == candidate.id
+
+
+def test_the_gate_compares_capped_costs(root):
+    """A few long suggestions against short fixes make the uncapped mean; the gate compares each edit's
+    cost capped at 1, as the bandit counts them: here PREF is better on most edits, SUP on the mean."""
+    good = make_version(root, {"base": 5.0, "sup": 2.0}, capped={"base": 0.9, "sup": 0.8})
+    versions.activate(good.id, root=root)
+    candidate = make_version(root, {"base": 6.0, "sup": 3.0, "pref": 4.0}, capped={"base": 0.9, "sup": 0.8, "pref": 0.6},
+                             comparison={"against": good.id, "policy": "sup", "cost": 2.5, "capped_cost": 0.7})  # fmt: skip
+    assert candidate.best() == ("pref", 0.6)
+    decision = versions.activate(candidate.id, root=root)
+    assert decision.activated and (decision.candidate_cost, decision.active_cost) == (0.6, 0.7)
+    # A version that recorded only the uncapped mean is compared on that.
+    assert versions.gate_cost({"cost": 2.0}) == 2.0 and versions.gate_cost({"cost": 2.0, "capped_cost": None}) == 2.0
 
 
 def test_a_version_without_a_served_trained_policy_is_refused_unless_forced(root):

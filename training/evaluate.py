@@ -17,7 +17,8 @@ The Mixture is scored the same way: its token-level NLL from the components' log
 cost from its own greedy suggestions (`evaluate_mixture`, decoded by `training.mixture`).
 
 `judge` then leaves a policy out of serving when it degenerates (a rate above its limit and clearly
-above the base model's own rate) or does worse than the base model on validation cost.
+above the base model's own rate) or does worse than the base model on validation cost (each edit's
+cost capped at 1, as the gate and the Late bandit count them).
 """
 
 from __future__ import annotations
@@ -366,11 +367,17 @@ def judge(scores: dict[str, PolicyScore], config: EvalConfig = EvalConfig(), bas
         s.degenerate = bool(bad)
         if bad:
             s.served, s.reason = False, "degenerate: " + ", ".join(bad)
-        elif ref is not None and s.cost > ref.cost:
-            s.served, s.reason = False, f"worse than the base model on validation cost ({s.cost:.3f} > {ref.cost:.3f})"
+        elif ref is not None and _gate_cost(s) > _gate_cost(ref):
+            s.served, s.reason = False, (f"worse than the base model on validation cost "
+                                         f"({_gate_cost(s):.3f} > {_gate_cost(ref):.3f})")  # fmt: skip
         else:
             s.served = True
-            s.reason = "passed validation" + (f" (base {ref.cost:.3f})" if ref else "")
+            s.reason = "passed validation" + (f" (base {_gate_cost(ref):.3f})" if ref else "")
+
+
+def _gate_cost(s: PolicyScore) -> float:
+    """The cost policies are compared on: each edit's capped at 1 (server.versions.gate_cost says why)."""
+    return s.cost if math.isnan(s.capped_cost) else s.capped_cost
 
 
 def mixture_nll(weights: dict[str, float], scores: dict[str, PolicyScore]) -> tuple[float, int]:

@@ -430,7 +430,8 @@ def _validate(model_dir, cfg, val, adapters: dict[str, Path], current, mixture: 
     if prev_best is not None:
         policy = prev_best[0]
         s = mixed["prev_mixture"] if policy == "mixture" else prev_scores[policy]
-        comparison = {"against": current.id, "policy": policy, "cost": s.cost, "nll": s.nll, "n": s.n}
+        comparison = {"against": current.id, "policy": policy, "cost": s.cost, "capped_cost": s.capped_cost,
+                      "nll": s.nll, "n": s.n}  # fmt: skip
     progress.emit("evaluate", None, message="Validation done")
     return scores, weights, comparison
 
