@@ -110,3 +110,32 @@ def test_adapter_for_other_modules_is_refused(tmp_path):
     model.save_pretrained(tmp_path / "a")
     with pytest.raises(AdapterError, match="lm_head|does not serve"):
         load_adapter(tmp_path / "a", Weights(_tiny("llama")).shapes)
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2"])
+def test_rows_of_different_lengths_left_padded(kind):
+    """Rows whose sequences differ in length decode side by side: each row's cache is filled after its
+    padding, and its logits (every position, then steps of per-row tokens, then after dropping a row)
+    are what the row alone gives."""
+    model = _tiny(kind)
+    seqs = [list(range(10, 40)), list(range(50, 62)), list(range(70, 91))]
+    width = max(len(s) for s in seqs)
+    batch = FastDecoder(model, max_len=width + 4, batch=3)
+    batch.left_pad([width - len(s) for s in seqs])
+    batch.forward(torch.tensor([[1] * (width - len(s)) + s for s in seqs]))  # padding tokens are never seen
+    # ... the padding's keys and values hold whatever was computed there: overwrite them with noise
+    for b, s in enumerate(seqs):
+        batch.k_cache[:, b, :, : width - len(s)] = 1e3
+    nxt = torch.tensor([[7, 8], [9, 10], [11, 12]])
+    step = batch.forward(nxt, all_positions=True)
+    with torch.inference_mode():
+        for b, s in enumerate(seqs):
+            ref = model(torch.tensor([s + nxt[b].tolist()])).logits[0, -2:]
+            torch.testing.assert_close(step[b], ref, atol=1e-4, rtol=1e-4)
+        batch.keep([2, 0])
+        last = batch.forward(torch.tensor([[13], [14]]))
+        for row, (b, tok) in enumerate(((2, 13), (0, 14))):
+            ref = model(torch.tensor([seqs[b] + nxt[b].tolist() + [tok]])).logits[0, -1]
+            torch.testing.assert_close(last[row], ref, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="one non-negative pad per row"):
+        batch.left_pad([1])
