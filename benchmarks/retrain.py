@@ -147,9 +147,11 @@ def report(label: str, run: dict) -> None:
         print(f"| {stage} | {sec:.0f} | {per100} | {steps} |")
     val = s.get("validation", {})
     if val:
-        print("\nvalidation cost (capped) / served: " + ", ".join(
-            f"{p} {v.get('cost', float('nan')):.3f} ({v.get('capped_cost')}) {'yes' if v.get('served') else 'no'}"
-            for p, v in val.items()))  # fmt: skip
+        print("\n| policy | validation cost | capped at 1 | served | why |\n|---|---:|---:|---|---|")
+        for p, v in val.items():
+            capped = v.get("capped_cost")
+            print(f"| {p} | {v.get('cost', float('nan')):.3f} | {'' if capped is None else f'{capped:.3f}'} | "
+                  f"{'yes' if v.get('served') else 'no'} | {v.get('reason', '')} |")  # fmt: skip
 
 
 def main(argv=None) -> int:

@@ -169,6 +169,44 @@ def test_lean_sampler_samples_what_the_generic_forward_samples(tiny_model_dir):
     assert torch.equal(greedy[0], sample_completions(policy, prompt, 2, 8, eos, 0.0)[0])
 
 
+def test_a_steps_prompts_sample_side_by_side(tiny_model_dir):
+    """The lean sampler takes a step's prompts (of different lengths, left-padded) in one decoder: each
+    prompt's greedy completions and log π are what that prompt alone gives through the generic forward,
+    and sampled ones are drawn per prompt, ending at end-of-text."""
+    from training.cost import LeanSampler, sample_many_with_logprobs, sample_with_logprobs
+
+    model, tokenizer = load_base(tiny_model_dir)
+    cfg = CostConfig(max_prompt_tokens=64)
+    sampler = LeanSampler.for_model(model, cfg)
+    policy = peft_model(model, cfg).train()
+    _perturb(policy)
+    prompts = [encode.prompt_ids(tokenizer, t, 64) for t in ("def area(r):\n    return", "Note: the list of all the items reads")]
+    assert len(prompts[0]) != len(prompts[1])
+    eos = {tokenizer.eos_token_id}
+    from server.fast_decoder import FastDecoder
+
+    steps, forward = [], FastDecoder.forward
+    FastDecoder.forward = lambda self, ids, all_positions=False: steps.append(forward(self, ids, all_positions)) or steps[-1]
+    try:
+        together = list(sample_many_with_logprobs(policy, prompts, 2, 8, eos, 0.0, None, sampler))
+    finally:
+        FastDecoder.forward = forward
+    for p, (prompt, (new, lengths, lp)) in enumerate(zip(prompts, together)):
+        alone = sample_with_logprobs(policy, prompt, 2, 8, eos, 0.0, None)
+        assert torch.equal(new, alone[0]) and lengths == alone[1]
+        assert torch.allclose(lp, alone[2], atol=1e-5)
+        # The lean decoder's next-token logits at every step are the policy's on that prompt alone.
+        with torch.no_grad():
+            for t, out in enumerate(steps[: lengths[0] - 1]):
+                ref = policy(input_ids=torch.tensor([prompt + new[0, : t + 1].tolist()])).logits[0, -1]
+                torch.testing.assert_close(out[2 * p], ref, atol=1e-4, rtol=1e-4)
+    assert not torch.equal(together[0][0], together[1][0])
+    drawn = list(sample_many_with_logprobs(policy, prompts, 4, 8, eos, 1.0, torch.Generator().manual_seed(5), sampler))
+    for new, lengths, lp in drawn:
+        assert new.shape == (4, max(lengths)) and lp.shape == new.shape
+        assert all((lp[i, n:] == 0).all() for i, n in enumerate(lengths))
+
+
 def test_shared_prompt_passes_equal_full_forwards(tiny_model_dir):
     """The learner reads each prompt once and repeats its cache for the k samples: the same numbers as
     k full forwards, and the same features as the logged suggestions' (the cost model's inputs)."""

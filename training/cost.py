@@ -369,9 +369,10 @@ def _detached_copy(cache):
 
 
 class LeanSampler:
-    """Samples the k completions of a policy step with the server's lean decoder (server.fast_decoder)
-    instead of transformers' generic forward: the same weights, the adapter's current A and B applied
-    per row, the prompt's keys and values copied from the step's own prompt pass. A step of the generic
+    """Samples the k completions of each of a policy step's prompts with the server's lean decoder
+    (server.fast_decoder) instead of transformers' generic forward: the same weights, the adapter's
+    current A and B applied per row, each prompt's keys and values copied from the step's own prompt
+    pass, the prompts side by side. A step of the generic
     forward spent most of its time dispatching (about 130 ms a token for 4 rows on 2 cores, against a
     weight read of a fraction of that), and sampling was over half of a COST step.
 
@@ -391,45 +392,75 @@ class LeanSampler:
         return cls(fast_decoder.Weights(model), {"r": cfg.r, "lora_alpha": cfg.alpha})
 
     @torch.no_grad()
-    def sample(self, policy, cache, logits: torch.Tensor, k: int, max_new_tokens: int, eos_ids: set[int],
-               temperature: float, generator: torch.Generator | None) -> tuple[torch.Tensor, list[int]]:  # fmt: skip
+    def sample(self, policy, caches: list, logits: list[torch.Tensor], k: int, max_new_tokens: int,
+               eos_ids: set[int], temperature: float, generator: torch.Generator | None) -> list[tuple[torch.Tensor, list[int]]]:  # fmt: skip
+        """k completions of each prompt, all prompts' rows side by side in one decoder: `caches[p]`
+        holds prompt p (one row), `logits[p]` (k, vocab) what follows it. Prompts of different
+        lengths are left-padded. A step for 8 rows costs about what a step for 4 costs on this class
+        of machine (`benchmarks/decode_rows.py`), so a step's prompts sample together.
+        Returns (ids, lengths) per prompt, as `_sample_loop` gives them for one."""
         from server.fast_decoder import FastDecoder
         from server.lora import fuse
 
         live = {n: p.detach() for n, p in policy.named_parameters() if ".lora_A." in n or ".lora_B." in n}
         lora = fuse(self.config, live, self.weights.shapes, self.weights.dtype, "the COST adapter")
-        length = cache.get_seq_length()
-        decoder = FastDecoder(self.weights, max_len=length + max_new_tokens, row_loras=[lora] * k)
-        for li, layer in enumerate(cache.layers):
-            decoder.k_cache[li, :, :, :length] = layer.keys[0].detach()
-            decoder.v_cache[li, :, :, :length] = layer.values[0].detach()
-        decoder.length = length
+        sizes = [c.get_seq_length() for c in caches]
+        width = max(sizes)
+        decoder = FastDecoder(self.weights, max_len=width + max_new_tokens, row_loras=[lora] * (k * len(caches)))
+        for p, (cache, size) in enumerate(zip(caches, sizes)):
+            rows = slice(p * k, (p + 1) * k)
+            for li, layer in enumerate(cache.layers):
+                decoder.k_cache[li, rows, :, width - size : width] = layer.keys[0].detach()
+                decoder.v_cache[li, rows, :, width - size : width] = layer.values[0].detach()
+        decoder.left_pad([width - size for size in sizes for _ in range(k)])
+        decoder.length = width
 
         def step(input_ids, **_):  # what the sampling loop reads: model(input_ids=...).logits[:, -1]
             return types.SimpleNamespace(logits=decoder.forward(input_ids)[:, None])
 
-        return _sample_loop(step, None, logits, k, max_new_tokens, eos_ids, temperature, generator)
+        new, lengths = _sample_loop(step, None, torch.cat(logits), k * len(caches), max_new_tokens, eos_ids,
+                                    temperature, generator)  # fmt: skip
+        out = []
+        for p in range(len(caches)):
+            mine = lengths[p * k : (p + 1) * k]
+            out.append((new[p * k : (p + 1) * k, : max(mine)], mine))
+        return out
 
 
 def sample_with_logprobs(policy, prompt: list[int], k: int, max_new_tokens: int, eos_ids: set[int],
                          temperature: float, generator: torch.Generator | None, sampler: LeanSampler | None = None):  # fmt: skip
-    """k sampled completions and their per-token log π (differentiable, zero after each one's end),
-    from ONE read of the prompt: its cache, built with gradients, serves sampling (detached) and then
-    the scoring pass that the gradient flows through. Reading it separately for each was a third of
-    a step. `sampler` samples with the lean decoder; without it, transformers' forward does."""
-    cache, head = _prefill(policy, prompt, 1)
-    first = head.logits[:, -1].detach().expand(k, -1)
+    """k sampled completions of one prompt and their per-token log π: `sample_many_with_logprobs` for one."""
+    return next(sample_many_with_logprobs(policy, [prompt], k, max_new_tokens, eos_ids, temperature, generator,
+                                          sampler))  # fmt: skip
+
+
+def sample_many_with_logprobs(policy, prompts: list[list[int]], k: int, max_new_tokens: int, eos_ids: set[int],
+                              temperature: float, generator: torch.Generator | None, sampler: LeanSampler | None = None):  # fmt: skip
+    """For each prompt, k sampled completions and their per-token log π (differentiable, zero after
+    each one's end), from ONE read of the prompt: its cache, built with gradients, serves sampling
+    (detached) and then the scoring pass that the gradient flows through. Reading it separately for
+    each was a third of a step. `sampler` samples every prompt's rows side by side on the lean
+    decoder; without it, transformers' forward samples one prompt at a time.
+
+    A generator: each prompt's scoring pass runs when its result is asked for, so a caller that
+    takes the backward pass before asking for the next holds one scoring graph at a time."""
+    passes = [_prefill(policy, prompt, 1) for prompt in prompts]
+    firsts = [head.logits[:, -1].detach().expand(k, -1) for _, head in passes]
     if sampler is not None:
-        new, lengths = sampler.sample(policy, cache, first, k, max_new_tokens, eos_ids, temperature, generator)
+        samples = sampler.sample(policy, [c for c, _ in passes], firsts, k, max_new_tokens, eos_ids, temperature,
+                                 generator)  # fmt: skip
     else:
+        samples = []
         with torch.no_grad():
-            sampling = _detached_copy(cache)
-            sampling.batch_repeat_interleave(k)
-            new, lengths = _sample_loop(policy, sampling, first, k, max_new_tokens, eos_ids, temperature, generator)
-    cache.batch_repeat_interleave(k)
-    out = policy(input_ids=new, cache=cache, use_cache=True)
-    logits = torch.cat([head.logits[:, -1:].expand(k, -1, -1), out.logits[:, :-1]], 1)
-    return new, lengths, _token_logprobs(logits, new) * _completion_mask(new, lengths)
+            for (cache, _), first in zip(passes, firsts):
+                sampling = _detached_copy(cache)
+                sampling.batch_repeat_interleave(k)
+                samples.append(_sample_loop(policy, sampling, first, k, max_new_tokens, eos_ids, temperature, generator))
+    for (cache, head), (new, lengths) in zip(passes, samples):
+        cache.batch_repeat_interleave(k)
+        out = policy(input_ids=new, cache=cache, use_cache=True)
+        logits = torch.cat([head.logits[:, -1:].expand(k, -1, -1), out.logits[:, :-1]], 1)
+        yield new, lengths, _token_logprobs(logits, new) * _completion_mask(new, lengths)
 
 
 def _token_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -477,10 +508,9 @@ def policy_step(policy, optimizer, cost_model: CostModel, prompts: list[list[int
     costs, kls, rewards = [], [], []
     scale = 1.0 / (len(prompts) * cfg.samples)
     policy.train()  # no dropout (CostConfig.dropout is 0): samples come from the policy as it serves
-    for prompt in prompts:
-        new, lengths, lp = sample_with_logprobs(
-            policy, prompt, cfg.samples, cfg.max_new_tokens, eos_ids, cfg.temperature, generator, sampler
-        )
+    sampled = sample_many_with_logprobs(policy, prompts, cfg.samples, cfg.max_new_tokens, eos_ids, cfg.temperature,
+                                        generator, sampler)  # fmt: skip
+    for prompt, (new, lengths, lp) in zip(prompts, sampled):
         ref_lp, feats = _frozen_pass(policy, prompt, new, lengths, eos_ids)
         f_bar = cost_model.predict(feats, "max").to(lp.device, torch.float32)
         kl = (lp.detach() - ref_lp).sum(1)  # one-sample estimate of KL(π‖π_ref) for each completion
