@@ -2,10 +2,11 @@
 the same weights, so a memory-bound step should cost about the same for 4 rows as for 1.
 
 Validation and COST sampling decode several rows at once; this prints the median step for 1 row, 4
-rows, and 4 rows with a LoRA adapter applied per row (as COST samples), after a 200-token prompt.
+and 8 rows, and 4 and 8 rows with a LoRA adapter applied per row (as COST samples a step's two
+prompts), after a 200-token prompt.
 Then the matrix products alone, for the layout question behind it: 30 matrices the size of a layer's
 fused gate/up projection, multiplied as the decoder stores them (`F.linear(x, W)`, W is out × in) and
-pre-transposed (`x @ Wᵀ`, Wᵀ contiguous), for 1, 2, 4 and 8 rows.
+pre-transposed (`x @ Wᵀ`, Wᵀ contiguous, as the decoder now stores them), for 1, 2, 4 and 8 rows.
 
   .venv/bin/python benchmarks/decode_rows.py --threads 2
 """
@@ -48,7 +49,8 @@ def main(argv=None) -> int:
     print(f"command: python {' '.join(sys.argv)}")
     print("machine:", json.dumps(machine()))
     print("\n| rows | adapter | median ms a step | weights read a step |\n|---:|---|---:|---:|")
-    for rows, kw in ((1, {}), (4, {"batch": 4}), (4, {"row_loras": [lora] * 4})):
+    for rows, kw in ((1, {}), (4, {"batch": 4}), (4, {"row_loras": [lora] * 4}), (8, {"batch": 8}),
+                     (8, {"row_loras": [lora] * 8})):
         decoder = fast_decoder.FastDecoder(weights, max_len=300, **kw)
         decoder.forward(list(range(100, 300)))
         times = []

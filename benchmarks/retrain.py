@@ -125,7 +125,7 @@ def train(home: Path, model_dir: Path, extra: list[str]) -> dict:
         raise SystemExit(f"the trainer exited with {proc.returncode}: {' '.join(cmd)}")
     summary = json.loads(lines[-1])
     # RUSAGE_CHILDREN keeps the largest child so far: a later, smaller run cannot be told apart.
-    return {"summary": summary, "wall_s": wall, "peak_gb": peak_kb / 1e6, "peak_is_this_run": peak_kb > before,
+    return {"summary": summary, "wall_s": wall, "home": str(home), "peak_gb": peak_kb / 1e6, "peak_is_this_run": peak_kb > before,
             "command": " ".join(["python", "-m", "training", "train", "--progress", "none", *extra])}  # fmt: skip
 
 
@@ -145,6 +145,14 @@ def report(label: str, run: dict) -> None:
         steps = (trained.get(name) or {}).get("steps", "") if stage.startswith("train_") else ""
         per100 = f"{sec / n_train * 100:.0f}" if stage.startswith("train_") else ""
         print(f"| {stage} | {sec:.0f} | {per100} | {steps} |")
+    found = [p for p in Path(run["home"]).rglob("cost_report.json") if s.get("version") and s["version"] in str(p)]
+    if found:
+        cost = json.loads(found[0].read_text())
+        sec = cost.get("seconds", {})
+        other = sec.get("total", 0) - sec.get("features", 0) - sec.get("policy", 0)
+        print(f"\nCOST inside: cost-model features {sec.get('features', 0):.0f} s, policy gradient "
+              f"{sec.get('policy', 0):.0f} s ({cost.get('steps')} steps), the rest (loading, fitting, greedy "
+              f"diagnostic on {cost.get('greedy_pessimistic_cost', {}).get('prompts')} prompts) {other:.0f} s")  # fmt: skip
     val = s.get("validation", {})
     if val:
         print("\n| policy | validation cost | capped at 1 | served | why |\n|---|---:|---:|---|---|")

@@ -532,17 +532,25 @@ def policy_step(policy, optimizer, cost_model: CostModel, prompts: list[list[int
 
 @torch.no_grad()
 def greedy_predicted_cost(policy, tokenizer, cost_model: CostModel, prompts: Sequence[str], cfg: CostConfig,
-                          adapter: bool = True) -> float:
+                          adapter: bool = True, sampler: LeanSampler | None = None) -> float:  # fmt: skip
     """Mean pessimistic predicted cost of the greedy completions of `prompts` (with the adapter, or
-    the base with it disabled)."""
+    the base with it disabled). `sampler` decodes the prompts side by side on the lean decoder (with
+    the adapter only)."""
     from contextlib import nullcontext
 
     eos_ids = {encode.eos_id(tokenizer)}
+    ids = [encode.prompt_ids(tokenizer, text, cfg.max_prompt_tokens) for text in prompts]
+    if sampler is not None and adapter:
+        passes = [_prefill(policy, prompt, 1) for prompt in ids]
+        completions = sampler.sample(policy, [c for c, _ in passes], [h.logits[:, -1] for _, h in passes], 1,
+                                     cfg.max_new_tokens, eos_ids, 0.0, None)  # fmt: skip
+    else:
+        completions = []
+        for prompt in ids:
+            with nullcontext() if adapter else policy.disable_adapter():
+                completions.append(sample_completions(policy, prompt, 1, cfg.max_new_tokens, eos_ids, 0.0))
     values = []
-    for text in prompts:
-        prompt = encode.prompt_ids(tokenizer, text, cfg.max_prompt_tokens)
-        with nullcontext() if adapter else policy.disable_adapter():
-            new, lengths = sample_completions(policy, prompt, 1, cfg.max_new_tokens, eos_ids, 0.0)
+    for prompt, (new, lengths) in zip(ids, completions):
         _, feats = _frozen_pass(policy, prompt, new, lengths, eos_ids)
         values.append(float(cost_model.predict(feats, "max")[0]))
     return sum(values) / max(len(values), 1)
@@ -598,7 +606,7 @@ def train_cost(
     policy.eval()
     eos_ids = {encode.eos_id(tokenizer)}
     eval_prompts = [e.prompt for e in val[: cfg.eval_prompts]]
-    before = greedy_predicted_cost(policy, tokenizer, cost_model, eval_prompts, cfg) if eval_prompts else None
+    before = greedy_predicted_cost(policy, tokenizer, cost_model, eval_prompts, cfg, sampler=sampler) if eval_prompts else None
 
     contexts = [encode.prompt_ids(tokenizer, e.prompt, cfg.max_prompt_tokens) for e in train]
     steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * len(contexts) / cfg.batch_size))
@@ -622,7 +630,7 @@ def train_cost(
               "elapsed_s": time.perf_counter() - policy_started, **stats})
     policy_s = time.perf_counter() - policy_started
 
-    after = greedy_predicted_cost(policy, tokenizer, cost_model, eval_prompts, cfg) if eval_prompts else None
+    after = greedy_predicted_cost(policy, tokenizer, cost_model, eval_prompts, cfg, sampler=sampler) if eval_prompts else None
     emit({"stage": "eval", "greedy_cost_before": before, "greedy_cost_after": after})
 
     save_adapter(policy, out_dir / "adapter")
