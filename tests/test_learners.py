@@ -414,6 +414,23 @@ def test_incremental_retrain_continues_the_active_adapters_on_new_edits_only(tmp
     assert config["configs"]["early"]["lambdas"] == [chosen] and len(config["runs"]["early"]["metrics"]["grid"]) == 1
 
 
+def test_pipeline_keeps_the_cost_model_and_report_beside_the_adapters(tmp_path, tiny_model_dir):  # noqa: F811
+    from training.cost import CostConfig
+
+    root = tmp_path / "versions"
+    db = _db(tmp_path / "redline.db", synthetic_edits(12))
+    cfg = _fast_pipeline(["sup", "cost"])
+    cfg.cost = CostConfig(r=4, alpha=8, max_steps=2, samples=2, max_new_tokens=4, eval_prompts=1,
+                          max_prompt_tokens=64, min_edits=4)  # fmt: skip
+    cfg.force = True
+    result = pipeline.run(tiny_model_dir, db, cfg, versions_root=root)
+    v = versions.load_version(result.version, root)
+    assert set(v.adapters) == {"sup", "cost"}
+    report = v.read_json("cost_report.json")
+    assert report["steps"] == 2 and report["train_edits"] == 8
+    assert (v.path / "cost_model" / "cost_model.safetensors").is_file()
+
+
 # --- the real default model (slow) --------------------------------------------------------------------
 
 

@@ -416,7 +416,8 @@ class LeanSampler:
         decoder.length = width
 
         def step(input_ids, **_):  # what the sampling loop reads: model(input_ids=...).logits[:, -1]
-            return types.SimpleNamespace(logits=decoder.forward(input_ids)[:, None])
+            logits = decoder.forward(input_ids)
+            return types.SimpleNamespace(logits=logits.view(input_ids.shape[0], 1, -1))  # one row comes back (vocab,)
 
         new, lengths = _sample_loop(step, None, torch.cat(logits), k * len(caches), max_new_tokens, eos_ids,
                                     temperature, generator)  # fmt: skip

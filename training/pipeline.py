@@ -366,8 +366,9 @@ def _train_cost(model_dir, cfg, train, val, out_dir: Path, step, progress: Progr
             raise RuntimeError(f"train_cost wrote no peft adapter in {produced}")
         shutil.copytree(adapter, out_dir)
         version_dir = Path(out_dir).parents[1]
+        folder = produced.parent if adapter == produced else produced  # train_cost returns <folder>/adapter
         for extra in ("cost_model", "cost_report.json"):
-            src = produced / extra
+            src = folder / extra
             if src.is_dir():
                 shutil.copytree(src, version_dir / extra)
             elif src.is_file():
