@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server import paths
+from server.bandit import prior_cost
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -302,11 +303,9 @@ def gate_cost(figures: dict) -> float | None:
     The uncapped mean is a few outliers on real edits: one long suggestion against a short fix costs
     10 or more (word edits per suggested token), so a policy that is better on most edits could lose
     to one that is worse on most. Capped, an edit counts at most as a suggestion rewritten in full,
-    which is also how the Late bandit counts what users do. Versions that recorded only the uncapped
-    mean give that."""
-    value = figures.get("capped_cost")
-    if value is None:
-        value = figures.get("cost")
+    which is also how the Late bandit counts what users do (`server.bandit.prior_cost`, the same
+    reading of a version's figures). Versions that recorded only the uncapped mean give that."""
+    value = prior_cost(figures)
     return None if value is None else float(value)
 
 

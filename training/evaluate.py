@@ -186,7 +186,7 @@ def _finish(tokenizer, e: Edit, new: list[int], budget: int, stops: set[int], cf
         reason, stopped = "stop", raw[:cut]
     else:
         reason, stopped = ("eos" if ended is not None else "length"), raw
-    text = finalize(ctx, stopped) if e.bound in ("", "editor") else stopped.rstrip()
+    text = finalize(ctx, stopped) if ctx is not None else stopped.rstrip()
     return Generated(text, stopped, reason, repeats(stopped, cfg))
 
 

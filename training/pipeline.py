@@ -406,7 +406,7 @@ def _validate(model_dir, cfg, val, adapters: dict[str, Path], current, mixture: 
             previous, prev_best = {}, None
     to_load = {**adapters, **previous}
     backend = _LeanBackend.build(model, tokenizer, val, to_load, cfg, progress) or _PeftBackend(
-        model, tokenizer, val, to_load, cfg, progress, extra=(1 if mixture else 0) + (1 if prev_best else 0))
+        model, tokenizer, val, to_load, cfg, progress, extra=(1 if mixture else 0) + (1 if prev_best and prev_best[0] == "mixture" else 0))
     scores = backend.score()
     prev_scores = {n.removeprefix("prev_"): scores.pop(n) for n in previous}
     judge(scores, cfg.eval)
@@ -442,7 +442,7 @@ class _LeanBackend:
 
     def __init__(self, weights, policies, tokenizer, val, stops, cfg, progress) -> None:
         self.weights, self.policies, self.tokenizer, self.stops = weights, policies, tokenizer, stops
-        self._val, self.cfg, self.progress = val, cfg, progress
+        self.val, self.cfg, self.progress = val, cfg, progress
 
     @classmethod
     def build(cls, model, tokenizer, val, to_load: dict[str, Path], cfg, progress):
@@ -474,10 +474,10 @@ class _LeanBackend:
                                message=f"Validating the base model and {total} polic{'y' if total == 1 else 'ies'} "
                                        f"side by side: edit {done} of {of}")  # fmt: skip
 
-        report(0, len(self._val))
-        results = lean_validation.score_and_generate(self.weights, self.policies, self.tokenizer, self._val,
+        report(0, len(self.val))
+        results = lean_validation.score_and_generate(self.weights, self.policies, self.tokenizer, self.val,
                                                      self.stops, self.cfg.sup.lengths, self.cfg.eval, report)  # fmt: skip
-        return {name: policy_score(name, self._val, lp, gens) for name, (lp, gens) in results.items()}
+        return {name: policy_score(name, self.val, lp, gens) for name, (lp, gens) in results.items()}
 
     def mixtures(self, mixtures) -> dict[str, PolicyScore]:
         from training import lean_validation
@@ -487,9 +487,9 @@ class _LeanBackend:
             self.progress.emit("mixture", step=done, of=of, message=f"Validating the Mixture: edit {done} of {of}")
 
         plans = {name: {rename.get(p, p): a for p, a in w.items()} for name, (w, _, rename) in mixtures.items()}
-        gens = lean_validation.generate_mixtures(self.weights, plans, self.policies, self.tokenizer, self._val,
+        gens = lean_validation.generate_mixtures(self.weights, plans, self.policies, self.tokenizer, self.val,
                                                  self.stops, self.cfg.sup.lengths, self.cfg.eval, report)  # fmt: skip
-        return {name: policy_score("mixture", self._val, None, gens[name], nll=mixture_nll(w, parts))
+        return {name: policy_score("mixture", self.val, None, gens[name], nll=mixture_nll(w, parts))
                 for name, (w, parts, _) in mixtures.items()}  # fmt: skip
 
 
@@ -505,7 +505,7 @@ class _PeftBackend:
             peft.load_adapter(str(to_load[name]), adapter_name=name)
         peft.eval()
         self.peft, self.tokenizer, self.names, self.cfg, self.progress = peft, tokenizer, names, cfg, progress
-        self._val = val
+        self.val = val
         self.total = len(names) + 1 + extra
 
     def score(self) -> dict[str, PolicyScore]:
@@ -513,7 +513,7 @@ class _PeftBackend:
         scores: dict[str, PolicyScore] = {}
         self.progress.emit("evaluate", "base", step=0, of=self.total)
         with self.peft.disable_adapter():
-            scores["base"] = evaluate_policy(self.peft, self.tokenizer, self._val, policy="base", lengths=lengths,
+            scores["base"] = evaluate_policy(self.peft, self.tokenizer, self.val, policy="base", lengths=lengths,
                                              config=ecfg)  # fmt: skip
         for i, name in enumerate(self.names, start=1):
             prev = name.startswith("prev_")
@@ -521,13 +521,13 @@ class _PeftBackend:
                                message=f"Validating {'the active version' + chr(39) + 's ' if prev else ''}"
                                        f"{name.removeprefix('prev_').upper()}")  # fmt: skip
             self.peft.set_adapter(name)
-            scores[name] = evaluate_policy(self.peft, self.tokenizer, self._val, policy=name, lengths=lengths,
+            scores[name] = evaluate_policy(self.peft, self.tokenizer, self.val, policy=name, lengths=lengths,
                                            config=ecfg)  # fmt: skip
         return scores
 
     def mixtures(self, mixtures) -> dict[str, PolicyScore]:
         self.progress.emit("mixture", step=len(self.names) + 1, of=self.total)
-        return {name: _score_mixture(self.peft, self.tokenizer, self._val, w, parts, rename, self.cfg)
+        return {name: _score_mixture(self.peft, self.tokenizer, self.val, w, parts, rename, self.cfg)
                 for name, (w, parts, rename) in mixtures.items()}  # fmt: skip
 
 
