@@ -1,12 +1,12 @@
-"""What one training step of SUP and PREF costs, with and without the shared-prompt forward, on one and
-on two torch threads: the real default model, real edits (the retrain benchmark's IteraTeR and
+"""What one training step of SUP and PREF costs, with and without the shared-prompt forward and the
+length-bucketed order of micro-batches (`training.lora.LengthBuckets`), on one and on two torch threads: the real default model, real edits (the retrain benchmark's IteraTeR and
 HumanEvalPack edits, prompts as serving builds them), trl's trainers as the learners build them.
 
 For each setting it runs `--steps` optimizer steps after one warm-up step, in a process of its own,
 and prints seconds per step and per 100 edits, and that process's peak resident memory.
 
-  .venv/bin/python benchmarks/train_step.py                 # SUP and PREF, 4 settings each, ~10 min
-  .venv/bin/python benchmarks/train_step.py --learners pref --threads 1
+  .venv/bin/python benchmarks/train_step.py                 # SUP and PREF, 6 settings each, ~15 min
+  .venv/bin/python benchmarks/train_step.py --learners pref --threads 2 --settings shared,shared+buckets
 """
 
 from __future__ import annotations
@@ -77,7 +77,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--edits", type=int, default=40)
-    ap.add_argument("--one", help=argparse.SUPPRESS)  # learner,threads,shared,db: one setting, in a child
+    ap.add_argument("--settings", default="plain,shared,shared+buckets",
+                    help="comma-separated: plain, shared (prompt shared, compact head), shared+buckets")
+    ap.add_argument("--one", help=argparse.SUPPRESS)  # learner,threads,setting,db: one setting, in a child
     args = ap.parse_args(argv)
     model_dir = model_store.resolve_model_dir(args.model, progress=lambda m: print(m, file=sys.stderr))
     if args.one:
@@ -89,19 +91,19 @@ def main(argv=None) -> int:
     print(f"command: python {' '.join(sys.argv)}")
     print("machine:", json.dumps(machine()))
     print(f"{len(edits)} edits, {sum(e.language == 'python' for e in edits)} code\n")
-    print("| learner | threads | shared prompt | s / step | s / 100 edits | first step s | peak GB |")
+    print("| learner | threads | setting | s / step | s / 100 edits | first step s | peak GB |")
     print("|---|---:|---|---:|---:|---:|---:|")
     for learner in args.learners.split(","):
         for threads in args.threads.split(","):
-            for shared in ("no", "yes"):
+            for setting in args.settings.split(","):
                 cmd = [sys.executable, __file__, "--model", str(model_dir), "--steps", str(args.steps),
-                       "--one", f"{learner},{threads},{shared},{home / 'redline.db'}"]  # fmt: skip
+                       "--one", f"{learner},{threads},{setting},{home / 'redline.db'}"]  # fmt: skip
                 proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
                 if proc.returncode != 0:
                     sys.stderr.write(proc.stderr[-3000:])
                     return proc.returncode
                 r = json.loads(proc.stdout.strip().splitlines()[-1])
-                print(f"| {learner} | {threads} | {shared} | {r['s_per_step']} | {r['s_per_100_edits']} | "
+                print(f"| {learner} | {threads} | {setting} | {r['s_per_step']} | {r['s_per_100_edits']} | "
                       f"{r['first_step_s']} | {r['peak_gb']} |", flush=True)  # fmt: skip
     return 0
 
@@ -109,10 +111,16 @@ def main(argv=None) -> int:
 def _one(model_dir: Path, args) -> int:
     import torch
 
-    learner, threads, shared, db = args.one.split(",", 3)
+    from training import lora
+
+    learner, threads, setting, db = args.one.split(",", 3)
+    if setting not in ("plain", "shared", "shared+buckets"):
+        raise SystemExit(f"unknown setting {setting!r}")
     torch.set_num_threads(int(threads))
-    if shared == "no":
+    if setting == "plain":
         shared_prompt.install = lambda *a, **k: False
+    if setting != "shared+buckets":
+        lora.bucket_by_length = lambda trainer: None  # trl's own random order
     edits = data.load_edits(Path(db))
     with tempfile.TemporaryDirectory() as scratch:
         trainer, batch = {"sup": _sup, "pref": _pref}[learner](model_dir, edits, Path(scratch))

@@ -155,7 +155,8 @@ def test_pref_counts_only_edits_that_carry_a_preference(tiny_model_dir, tmp_path
 
 
 def test_early_picks_lambda_by_validation_log_loss(tiny_model_dir, tmp_path):  # noqa: F811
-    cfg = EarlyConfig(**FAST, learning_rate=1e-2, max_steps=6, lambdas=[0.0, 2.0], betas=[0.1])
+    # probe=0: every grid point trains on every edit, the best of them is kept as it is.
+    cfg = EarlyConfig(**FAST, learning_rate=1e-2, max_steps=6, lambdas=[0.0, 2.0], betas=[0.1], probe=0)
     calls = []
     result = train_early(tiny_model_dir, TRAIN, VAL, tmp_path / "early", cfg, progress=lambda s, o: calls.append((s, o)))
     grid = result.metrics["grid"]
@@ -166,6 +167,39 @@ def test_early_picks_lambda_by_validation_log_loss(tiny_model_dir, tmp_path):  #
     assert best["lambda"] == 2.0
     assert calls[-1] == (12, 12)  # progress spans the whole grid
     assert scored(tiny_model_dir, tmp_path / "early").nll == pytest.approx(best["val_nll"], rel=1e-3)
+
+
+def test_early_probes_the_grid_on_part_of_the_edits_and_finishes_only_the_winner(tiny_model_dir, tmp_path):  # noqa: F811
+    cfg = EarlyConfig(**FAST, learning_rate=1e-2, max_steps=6, lambdas=[0.0, 2.0], betas=[0.1])
+    calls = []
+    result = train_early(tiny_model_dir, TRAIN, VAL, tmp_path / "early", cfg, progress=lambda s, o: calls.append((s, o)))
+    grid = result.metrics["grid"]
+    # a third of the 16 edits and of the 6 steps for each point, then the winner's 4 steps on the rest
+    assert [(g["lambda"], g["edits"], g["steps"]) for g in grid] == [(0.0, 5, 2), (2.0, 5, 2)]
+    assert result.metrics["probe_edits"] == 5 and result.steps == 6
+    assert result.metrics["lambda"] == min(grid, key=lambda g: g["val_nll"])["lambda"] == 2.0
+    assert calls[-1] == (8, 8) and [s for s, _ in calls] == sorted(s for s, _ in calls)
+    # The winner went on from its probe: the finished adapter scores what the metrics say, better
+    # than where the choice was made.
+    final = scored(tiny_model_dir, tmp_path / "early").nll
+    assert final == pytest.approx(result.metrics["val_nll"], rel=1e-3)
+    assert final < min(g["val_nll"] for g in grid) - 0.05
+
+
+def test_early_probe_split():
+    from training.early import probe_split
+
+    edits = synthetic_edits(30)
+    cfg = EarlyConfig(**FAST)
+    probe, rest = probe_split(edits, cfg)
+    assert len(probe) == 10 and len(rest) == 20
+    assert sorted(e.id for e in probe + rest) == [e.id for e in edits]  # disjoint, together all
+    assert probe_split(edits, cfg) == (probe, rest)  # seeded
+    assert probe_split(edits, replace(cfg, seed=1))[0] != probe
+    assert probe != edits[:10]  # a random part, not the oldest
+    assert probe_split(edits, replace(cfg, lambdas=[1.0])) is None  # one point: nothing to choose
+    assert probe_split(edits, replace(cfg, probe=0)) is None
+    assert probe_split(edits[:10], cfg) is None  # 3 edits would not make one step of 4
 
 
 # --- validation helpers -------------------------------------------------------------------------------

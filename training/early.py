@@ -1,10 +1,16 @@
 """Early ensemble: one adapter trained on ℓ_PREF + λ·ℓ_SUP, λ and β chosen by validation log-loss.
 
 Each (λ, β) of a small grid trains one adapter (DPO on y′ ≻ y plus λ times the SFT loss on y′, trl's
-`loss_type=["sigmoid", "sft"]`), then scores the mean negative log-likelihood of the validation edits'
+`loss_type=["sigmoid", "sft"]`) and scores the mean negative log-likelihood of the validation edits'
 y′; the adapter with the lowest wins. Edits with y′ == y stay in (`include_ties`): they carry no
-preference, but the SUP term learns from them. Every grid point is a full training run, so the default
-grid is tiny (two points) for a CPU; widen it where training is cheap.
+preference, but the SUP term learns from them.
+
+Successive halving, so that the grid does not multiply the run: every point trains on a random part of
+the training edits (`probe`, a third by default) at a constant learning rate; the validation log-loss
+there chooses; only the winner goes on, from where it stopped, over the rest of the edits with the
+learning rate decaying to zero (a warmup-free warmup-stable-decay schedule). The winner has then seen
+every edit as often as a full run would, and the grid of two points costs 1⅓ runs instead of 2. With
+one point, or too few edits to split, each point trains on everything as one run.
 
 Choosing λ, β on the validation edits and then gating on the same edits is optimistic by a little;
 with one user's handful of edits there is no third split to spare.
@@ -12,6 +18,8 @@ with one user's handful of edits there is no third split to spare.
 
 from __future__ import annotations
 
+import math
+import random
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -31,11 +39,36 @@ class EarlyConfig(PrefConfig):
     init_from_sup: bool = False  # one policy trained on both losses from the base model
     include_ties: bool = True
     min_edits: int = 8
+    # Share of the training edits every grid point trains on before the choice; the winner trains on
+    # the rest. 0 (or 1): every point trains on everything.
+    probe: float = 1 / 3
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.lambdas or not self.betas:
             raise ValueError("the λ and β grids need at least one value each")
+        if not 0 <= self.probe <= 1:
+            raise ValueError("probe must be between 0 and 1")
+
+
+def probe_split(edits: list[data.Edit], cfg: EarlyConfig) -> tuple[list[data.Edit], list[data.Edit]] | None:
+    """(probe edits, the rest) — a seeded random split — or None when the grid is not probed: one
+    point, no probe share, or too few edits for a step on each side."""
+    points = len(cfg.lambdas) * len(cfg.betas)
+    per_step = cfg.batch_size * cfg.grad_accum
+    n = round(cfg.probe * len(edits))
+    if points < 2 or not 0 < cfg.probe < 1 or n < per_step or len(edits) - n < per_step:
+        return None
+    order = list(range(len(edits)))
+    random.Random(cfg.seed).shuffle(order)
+    return [edits[i] for i in sorted(order[:n])], [edits[i] for i in sorted(order[n:])]
+
+
+def _stage_steps(cfg: EarlyConfig, n_edits: int) -> int:
+    """Optimizer steps of one stage on `n_edits` edits (as transformers counts them)."""
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    return max(1, math.ceil(math.ceil(n_edits / cfg.batch_size) / cfg.grad_accum * cfg.epochs))
 
 
 def train_early(
@@ -48,8 +81,10 @@ def train_early(
     init_adapter: Path | None = None,
     progress: StepFn | None = None,
 ) -> TrainResult:
-    """Train one adapter per (λ, β), keep the one whose validation log-loss is lowest, save it in
-    `out_dir`. `metrics` holds the chosen λ, β and the whole grid."""
+    """Train the (λ, β) grid (probing it on part of the edits, see the module docstring), keep the point
+    whose validation log-loss is lowest, save it in `out_dir`. `metrics` holds the chosen λ, β, the
+    final adapter's validation log-loss and the whole grid (each point's log-loss where the choice was
+    made)."""
     from training.evaluate import completion_logprobs, mean_nll
     from training.lora import run_trainer, scratch_dir
     from training.pref import dpo_trainer
@@ -58,35 +93,71 @@ def train_early(
     data.require("early", cfg.min_edits, len(train_edits))
     data.require("early", 1, len(val_edits), "validation edits to choose λ and β")
     grid = [(lam, beta) for beta in cfg.betas for lam in cfg.lambdas]
+    # A probe starts from the base model (its reference): a warm start trains the grid as before.
+    split = probe_split(train_edits, cfg) if init_adapter is None else None
+    probe_edits, rest = split if split else (train_edits, [])
+    if split and cfg.max_steps > 0:  # a fixed step count is shared in the same proportion
+        probe_cfg = replace(cfg, max_steps=max(1, round(cfg.max_steps * len(probe_edits) / len(train_edits))))
+        rest_cfg = replace(cfg, max_steps=max(1, cfg.max_steps - probe_cfg.max_steps))
+    else:
+        probe_cfg, rest_cfg = cfg, cfg
+    if split:
+        probe_cfg = replace(probe_cfg, schedule="constant")
+    of_probe = _stage_steps(probe_cfg, len(probe_edits))
+    total = len(grid) * of_probe + (_stage_steps(rest_cfg, len(rest)) if split else 0)
     results: list[dict] = []
-    best: tuple[float, Path, TrainResult, dict] | None = None
+    best: tuple[float, Path, TrainResult, dict, EarlyConfig] | None = None
     seconds = 0.0
+
+    def nll_of(trainer, point) -> float:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        return mean_nll(completion_logprobs(model, trainer.processing_class, val_edits, point.lengths))[0]
+
     with tempfile.TemporaryDirectory(prefix="redline-early-") as keep:
         for i, (lam, beta) in enumerate(grid):
-            point = replace(cfg, sft_weight=lam, beta=beta)
+            point = replace(probe_cfg, sft_weight=lam, beta=beta)
 
             def step(done: int, of: int, i: int = i) -> None:
                 if progress:
-                    progress(i * of + done, len(grid) * of)
+                    progress(i * of_probe + done, total)
 
             with scratch_dir("early") as scratch:
-                trainer, n = dpo_trainer(model_dir, train_edits, point, Path(scratch), init_adapter)
+                trainer, n = dpo_trainer(model_dir, probe_edits, point, Path(scratch), init_adapter)
                 adapter = Path(keep) / f"point-{i}"
                 result = run_trainer(trainer, step, adapter, n)
-                model = trainer.accelerator.unwrap_model(trainer.model)
-                nll, _ = mean_nll(completion_logprobs(model, trainer.processing_class, val_edits, point.lengths))
-                del trainer, model
+                nll = nll_of(trainer, point)
+                del trainer
             seconds += result.seconds
             row = {"lambda": lam, "beta": beta, "val_nll": nll, "steps": result.steps}
+            if split:
+                row["edits"] = len(probe_edits)
             results.append(row)
             if best is None or nll < best[0]:
-                best = (nll, adapter, result, row)
-        nll, adapter, result, row = best
+                best = (nll, adapter, result, row, point)
+        nll, adapter, result, row, point = best
+        if split:  # the winner goes on over the rest, its learning rate decaying to zero
+            point = replace(rest_cfg, sft_weight=row["lambda"], beta=row["beta"], reference="base")
+            done_before = len(grid) * of_probe
+
+            def step(done: int, of: int) -> None:
+                if progress:
+                    progress(done_before + done, total)
+
+            with scratch_dir("early") as scratch:
+                trainer, n = dpo_trainer(model_dir, rest, point, Path(scratch), adapter)
+                adapter = Path(keep) / "winner"
+                last = run_trainer(trainer, step, adapter, n)
+                nll = nll_of(trainer, point)
+                del trainer
+            seconds += last.seconds
+            result = replace(last, steps=result.steps + last.steps, examples=result.examples + last.examples,
+                             losses=result.losses + last.losses)  # fmt: skip
         out_dir = Path(out_dir)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         shutil.copytree(adapter, out_dir)
     result.adapter_dir = out_dir
     result.seconds = seconds
-    result.metrics = {**result.metrics, "lambda": row["lambda"], "beta": row["beta"], "val_nll": nll, "grid": results}
+    result.metrics = {**result.metrics, "lambda": row["lambda"], "beta": row["beta"], "val_nll": nll, "grid": results,
+                      "probe_edits": len(probe_edits) if split else None}  # fmt: skip
     return result

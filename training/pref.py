@@ -66,11 +66,13 @@ def _trainer_class():
             from peft import PeftModel
 
             from training import shared_prompt
+            from training.lora import bucket_by_length
 
             # Each pair's prompt runs once for chosen and rejected, and the head projects only the
             # completions: about half a step's work (see training.shared_prompt).
             base = self.model.get_base_model() if isinstance(self.model, PeftModel) else self.model
             shared_prompt.install(base, pairs=True)
+            bucket_by_length(self)  # micro-batches of pairs of about one length: little padding
 
         def _prepare_dataset(self, dataset, processing_class, args, dataset_name):
             if "prompt_ids" in dataset.column_names:

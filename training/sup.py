@@ -39,7 +39,7 @@ def sft_trainer(model_dir: Path, edits: list[data.Edit], cfg: SupConfig, scratch
     """A ready SFT trainer (LoRA, loss on the completion only) and its dataset size."""
     from trl import SFTConfig, SFTTrainer
 
-    from training.lora import load_base, peft_model, trainer_args
+    from training.lora import bucket_by_length, load_base, peft_model, trainer_args
 
     model, tokenizer = load_base(model_dir)
     model = peft_model(model, cfg, init_adapter)
@@ -55,6 +55,7 @@ def sft_trainer(model_dir: Path, edits: list[data.Edit], cfg: SupConfig, scratch
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     # The head projects only the completion's positions, not the prompt's (training.shared_prompt).
     shared_prompt.install(trainer.model.get_base_model(), pairs=False)
+    bucket_by_length(trainer)  # micro-batches of rows of about one length: little padding to compute
     return trainer, len(dataset)
 
 
