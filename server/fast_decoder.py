@@ -67,6 +67,10 @@ class Weights:
         self.embed = inner.embed_tokens.weight.detach()
         self.norm = inner.norm.weight.detach()
         self.head = _t(model.lm_head.weight)  # the output head transposed, as the layers are
+        # ... and as the model holds it (vocab × hidden; no copy): for two rows or more, head · xᵀ
+        # was 2-3× faster than x · headᵀ on this class of CPU (8 rows: 14 against 39 ms; one row:
+        # 6 against 10 ms the other way round), and the head is most of a step's weight read.
+        self.head_rows = model.lm_head.weight.detach()
         rope = getattr(cfg, "rope_parameters", None) or {}
         self.theta = rope.get("rope_theta", getattr(cfg, "rope_theta", 10000.0))
         # Per layer: norms, fused matrices {"qkv", "o", "gu", "d"}, each stored transposed (in × out),
@@ -252,11 +256,20 @@ class FastDecoder:
             x = x + self._linear(F.silu(gate) * up, li, "d")
         self.length = end
         if all_positions:
-            logits = F.rms_norm(x, (hidden,), w.norm, w.eps) @ w.head
+            logits = _project(w, F.rms_norm(x, (hidden,), w.norm, w.eps))
             return logits[0] if B == 1 else logits
         last = F.rms_norm(x[:, -1], (hidden,), w.norm, w.eps)
-        logits = last @ w.head
+        logits = _project(w, last)
         return logits[0] if B == 1 else logits
+
+
+def _project(w: Weights, h: torch.Tensor) -> torch.Tensor:
+    """Logits (..., vocab) of final hidden states (..., hidden): one row through the transposed head,
+    several through the model's own layout (see Weights.head_rows). The result may be a transposed
+    view; the ops that read logits take any strides."""
+    flat = h.reshape(-1, h.shape[-1])
+    out = flat @ w.head if flat.shape[0] == 1 else (w.head_rows @ flat.t()).t()
+    return out.reshape(*h.shape[:-1], out.shape[-1])
 
 
 def _t(weight: torch.Tensor) -> torch.Tensor:
