@@ -145,13 +145,21 @@ def report(label: str, run: dict) -> None:
         steps = (trained.get(name) or {}).get("steps", "") if stage.startswith("train_") else ""
         per100 = f"{sec / n_train * 100:.0f}" if stage.startswith("train_") else ""
         print(f"| {stage} | {sec:.0f} | {per100} | {steps} |")
+    early = (trained.get("early") or {}).get("metrics") or {}
+    if early.get("grid"):
+        points = ", ".join(f"λ {g['lambda']}: NLL {g['val_nll']:.3f} after {g['steps']} steps" for g in early["grid"])
+        part = f"on {early['probe_edits']} edits each" if early.get("probe_edits") else "on every edit"
+        print(f"\nEarly inside: grid probed {part} ({points}); λ {early.get('lambda')} finished, NLL "
+              f"{early.get('val_nll', float('nan')):.3f}")  # fmt: skip
     found = [p for p in Path(run["home"]).rglob("cost_report.json") if s.get("version") and s["version"] in str(p)]
     if found:
         cost = json.loads(found[0].read_text())
         sec = cost.get("seconds", {})
         other = sec.get("total", 0) - sec.get("features", 0) - sec.get("policy", 0)
+        ctx = cost.get("contexts") or {}
+        visited = f", {ctx['visited']} of {ctx['logged']} contexts" if ctx else ""
         print(f"\nCOST inside: cost-model features {sec.get('features', 0):.0f} s, policy gradient "
-              f"{sec.get('policy', 0):.0f} s ({cost.get('steps')} steps), the rest (loading, fitting, greedy "
+              f"{sec.get('policy', 0):.0f} s ({cost.get('steps')} steps{visited}), the rest (loading, fitting, greedy "
               f"diagnostic on {cost.get('greedy_pessimistic_cost', {}).get('prompts')} prompts) {other:.0f} s")  # fmt: skip
     val = s.get("validation", {})
     if val:

@@ -321,3 +321,14 @@ def test_train_cost_lowers_the_cost_of_greedy_suggestions(tiny_model_dir, tmp_pa
     cm = CostModel.load(tmp_path / "cost" / "cost_model")
     again = greedy_predicted_cost(policy, tokenizer, cm, [e.prompt for e in val[:6]], cfg)
     assert again == pytest.approx(greedy_cost["after"], abs=1e-5)
+
+
+def test_policy_steps_stay_within_the_budget():
+    from training.cost import CostConfig, policy_steps
+
+    assert policy_steps(CostConfig(), 16) == 8  # a pass over 16 contexts, two a step
+    assert policy_steps(CostConfig(), 151) == 32  # past the budget: 32 steps, 64 of the 151 contexts
+    assert policy_steps(CostConfig(step_budget=0), 151) == 76
+    assert policy_steps(CostConfig(max_steps=5), 151) == 5
+    with pytest.raises(ValueError, match="step_budget"):
+        CostConfig(step_budget=-1)

@@ -446,6 +446,17 @@ def test_incremental_retrain_continues_the_active_adapters_on_new_edits_only(tmp
     # Early keeps the λ the full run chose instead of training its grid again.
     config = versions.load_version(result.version, root).read_json("train_config.json")
     assert config["configs"]["early"]["lambdas"] == [chosen] and len(config["runs"]["early"]["metrics"]["grid"]) == 1
+    assert config["configs"]["cost"]["eval_prompts"] == 0  # the greedy diagnostic is a full run's
+
+
+def test_incremental_runs_pass_once_over_the_new_edits():
+    cfg = pipeline.PipelineConfig()
+    assert cfg.sup.epochs == 2.0 and cfg.cost.eval_prompts > 0
+    inc = pipeline._incremental_learners(cfg)
+    assert (inc.sup.epochs, inc.pref.epochs, inc.early.epochs, inc.cost.epochs) == (1.0, 1.0, 1.0, 1.0)
+    assert inc.cost.eval_prompts == 0 and inc.sup.learning_rate == cfg.sup.learning_rate
+    fixed = replace(cfg, sup=replace(cfg.sup, max_steps=5))  # a fixed step count is left as it is
+    assert pipeline._incremental_learners(fixed).sup == fixed.sup
 
 
 def test_pipeline_keeps_the_cost_model_and_report_beside_the_adapters(tmp_path, tiny_model_dir):  # noqa: F811

@@ -59,7 +59,8 @@ class EditLike(Protocol):
 @dataclass
 class CostConfig(LoraTrainConfig):
     """The COST learner's settings. `batch_size` is prompts per policy step; `epochs` counts passes
-    over the logged contexts (steps = epochs × prompts / batch_size unless `max_steps` > 0)."""
+    over the logged contexts (steps = epochs × prompts / batch_size, at most `step_budget`, unless
+    `max_steps` > 0)."""
 
     heads: int = 5  # bootstrap cost heads; the pessimistic cost is their max
     ridge: tuple[float, ...] = (0.1, 1.0, 10.0, 100.0, 1000.0)  # penalties tried; leave-one-out error picks
@@ -75,6 +76,10 @@ class CostConfig(LoraTrainConfig):
     learning_rate: float = 1e-4
     epochs: float = 1.0
     batch_size: int = 2
+    # At most this many policy steps a run (0: no limit). A step samples and scores k completions of
+    # each of its prompts, about 9 s on 2 cores; a pass over every logged context grows with the
+    # history, so past the budget a run visits a random part of it (the cost model still fits on all).
+    step_budget: int = 32
     max_completion_tokens: int = 128  # tokens of a logged suggestion that its features read
     min_edits: int = 8
 
@@ -87,6 +92,8 @@ class CostConfig(LoraTrainConfig):
             raise ValueError("beta must be >= 0")
         if self.max_new_tokens < 1:
             raise ValueError("max_new_tokens must be at least 1")
+        if self.step_budget < 0:
+            raise ValueError("step_budget must be >= 0 (0: no limit)")
         if not self.ridge or min(self.ridge) <= 0:
             raise ValueError("ridge needs at least one positive penalty")
         self.ridge = tuple(float(r) for r in self.ridge)
@@ -560,6 +567,14 @@ def greedy_predicted_cost(policy, tokenizer, cost_model: CostModel, prompts: Seq
 # --- the learner ------------------------------------------------------------------------------------
 
 
+def policy_steps(cfg: CostConfig, contexts: int) -> int:
+    """Policy steps of a run over `contexts` logged contexts."""
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    steps = max(1, math.ceil(cfg.epochs * contexts / cfg.batch_size))
+    return min(steps, cfg.step_budget) if cfg.step_budget > 0 else steps
+
+
 def _usable(edits: Sequence[EditLike]) -> list[EditLike]:
     return [e for e in edits if e.cost is not None and math.isfinite(float(e.cost))]
 
@@ -610,7 +625,7 @@ def train_cost(
     before = greedy_predicted_cost(policy, tokenizer, cost_model, eval_prompts, cfg, sampler=sampler) if eval_prompts else None
 
     contexts = [encode.prompt_ids(tokenizer, e.prompt, cfg.max_prompt_tokens) for e in train]
-    steps = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * len(contexts) / cfg.batch_size))
+    steps = policy_steps(cfg, len(contexts))
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   weight_decay=0.0)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -645,6 +660,7 @@ def train_cost(
         "cost_model": fit_report,
         "greedy_pessimistic_cost": {"before": before, "after": after, "prompts": len(eval_prompts)},
         "steps": steps,
+        "contexts": {"logged": len(contexts), "visited": min(len(contexts), steps * cfg.batch_size)},
         "curve": curve,
         "seconds": {"features": features_s, "policy": policy_s, "total": time.perf_counter() - started},
     }

@@ -91,6 +91,10 @@ class PipelineConfig:
     # still the newest edits), so that a retrain after a few new edits costs what those edits cost.
     incremental: bool = False
     incremental_max_val: int = 16  # an incremental run validates on the newest this many edits only
+    # Passes over the new edits in an incremental run, at most (a full run uses each learner's own
+    # `epochs`): the adapters it continues have seen the rest, and a second pass over a handful of
+    # new edits is what fits them too closely.
+    incremental_epochs: float = 1.0
     activate: bool = True  # activate the new version when it passes the gate
     force: bool = False  # activate even when the gate refuses
     tolerance: float = 0.0  # the gate lets a version this much worse (validation cost) through
@@ -205,6 +209,7 @@ def _run(model_dir, db_path, cfg, progress, root, dry_run, main) -> RunResult:
         chosen = (((current.read_json("train_config.json") or {}).get("runs") or {}).get("early") or {}).get("metrics")
         if chosen and chosen.get("lambda") is not None and chosen.get("beta") is not None:
             cfg = replace(cfg, early=replace(cfg.early, lambdas=[chosen["lambda"]], betas=[chosen["beta"]]))
+        cfg = _incremental_learners(cfg)
         result.counts.update(train=len(train), validation=len(val), seen_before=len(seen))
         progress.emit("split", message=f"Incremental: {len(train)} edits the active version has not trained on",
                       **result.counts)  # fmt: skip
@@ -276,6 +281,18 @@ def _run(model_dir, db_path, cfg, progress, root, dry_run, main) -> RunResult:
         if writer is not None and writer.committed is None:
             writer.__exit__(None, None, None)
         scratch.cleanup()
+
+
+def _incremental_learners(cfg: PipelineConfig) -> PipelineConfig:
+    """The learners' settings for an incremental run: at most `incremental_epochs` passes, and COST's
+    before/after greedy diagnostic left out (validation measures COST's policy either way)."""
+    def once(c):
+        return replace(c, epochs=min(c.epochs, cfg.incremental_epochs)) if c.max_steps <= 0 else c
+
+    cost = cfg.cost
+    if cost is not None:
+        cost = replace(once(cost), eval_prompts=0)
+    return replace(cfg, sup=once(cfg.sup), pref=once(cfg.pref), early=once(cfg.early), cost=cost)
 
 
 def _plan(cfg: PipelineConfig, train: list[data.Edit], val: list[data.Edit]) -> dict[str, str]:
