@@ -147,10 +147,16 @@ def report(label: str, run: dict) -> None:
         print(f"| {stage} | {sec:.0f} | {per100} | {steps} |")
     early = (trained.get("early") or {}).get("metrics") or {}
     if early.get("grid"):
-        points = ", ".join(f"λ {g['lambda']}: NLL {g['val_nll']:.3f} after {g['steps']} steps" for g in early["grid"])
+        def nll(x) -> str:
+            return "not scored (one point)" if x is None else f"{x:.3f}"
+
+        points = ", ".join(f"λ {g['lambda']}: NLL {nll(g['val_nll'])} after {g['steps']} steps" for g in early["grid"])
         part = f"on {early['probe_edits']} edits each" if early.get("probe_edits") else "on every edit"
-        print(f"\nEarly inside: grid probed {part} ({points}); λ {early.get('lambda')} finished, NLL "
-              f"{early.get('val_nll', float('nan')):.3f}")  # fmt: skip
+        print(f"\nEarly inside: grid trained {part} ({points}); λ {early.get('lambda')} kept, NLL "
+              f"{nll(early.get('val_nll'))}")  # fmt: skip
+    weights = (trained.get("mixture") or {}).get("weights")
+    if weights:
+        print("Mixture weights: " + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()))
     found = [p for p in Path(run["home"]).rglob("cost_report.json") if s.get("version") and s["version"] in str(p)]
     if found:
         cost = json.loads(found[0].read_text())

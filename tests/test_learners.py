@@ -202,6 +202,17 @@ def test_early_probe_split():
     assert probe_split(edits[:10], cfg) is None  # 3 edits would not make one step of 4
 
 
+def test_early_probe_keeps_the_whole_runs_learning_rate_schedule():
+    from training.early import probe_schedule
+
+    cfg = EarlyConfig()  # 1 epoch, 4 edits a step, lr 1e-4
+    total, probe, rest_lr = probe_schedule(cfg, 151, 50)
+    assert (total, probe) == (38, 13)  # 151 edits: 76 micro-batches of 2, 38 steps; a third of them
+    assert rest_lr == pytest.approx(1e-4 * 25 / 38)  # where linear decay over 38 steps is after 13
+    assert probe_schedule(cfg, 151, 151) == (38, 38, 1e-4)  # no probe: the run as it is
+    assert probe_schedule(replace(cfg, max_steps=6), 16, 5)[:2] == (6, 2)
+
+
 # --- validation helpers -------------------------------------------------------------------------------
 
 REPEAT_CASES = [

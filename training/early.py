@@ -5,12 +5,13 @@ Each (λ, β) of a small grid trains one adapter (DPO on y′ ≻ y plus λ time
 y′; the adapter with the lowest wins. Edits with y′ == y stay in (`include_ties`): they carry no
 preference, but the SUP term learns from them.
 
-Successive halving, so that the grid does not multiply the run: every point trains on a random part of
-the training edits (`probe`, a third by default) at a constant learning rate; the validation log-loss
-there chooses; only the winner goes on, from where it stopped, over the rest of the edits with the
-learning rate decaying to zero (a warmup-free warmup-stable-decay schedule). The winner has then seen
-every edit as often as a full run would, and the grid of two points costs 1⅓ runs instead of 2. With
-one point, or too few edits to split, each point trains on everything as one run.
+Successive halving, so that the grid does not multiply the run: every point starts the run it would
+have had on all the training edits, on a random part of them (`probe`, a third by default), and stops
+there, its learning rate where that run's linear decay has brought it; the validation log-loss there
+chooses; only the winner goes on, over the rest of the edits, with the rest of the same schedule. The
+winner has then seen every edit once (per epoch) under the schedule of a full run, and a grid of two
+points costs 1⅓ runs instead of 2. With one point, or too few edits to split, each point trains on
+everything as one run.
 
 Choosing λ, β on the validation edits and then gating on the same edits is optimistic by a little;
 with one user's handful of edits there is no third split to spare.
@@ -71,6 +72,17 @@ def _stage_steps(cfg: EarlyConfig, n_edits: int) -> int:
     return max(1, math.ceil(math.ceil(n_edits / cfg.batch_size) / cfg.grad_accum * cfg.epochs))
 
 
+def probe_schedule(cfg: EarlyConfig, n_train: int, n_probe: int) -> tuple[int, int, float]:
+    """(steps of the whole run, steps of the probe, learning rate the rest starts at). Under a linear
+    decay from `learning_rate` to 0 over the whole run, the probe's share of the steps is its share of
+    the edits."""
+    total = _stage_steps(cfg, n_train)
+    if n_probe >= n_train or total < 2:
+        return total, total, cfg.learning_rate
+    probe = max(1, min(total - 1, round(total * n_probe / n_train)))
+    return total, probe, cfg.learning_rate * (1 - probe / total)
+
+
 def train_early(
     model_dir: Path,
     train_edits: list[data.Edit],
@@ -84,7 +96,7 @@ def train_early(
     """Train the (λ, β) grid (probing it on part of the edits, see the module docstring), keep the point
     whose validation log-loss is lowest, save it in `out_dir`. `metrics` holds the chosen λ, β, the
     final adapter's validation log-loss and the whole grid (each point's log-loss where the choice was
-    made)."""
+    made); a grid of one point is not scored (None)."""
     from training.evaluate import completion_logprobs, mean_nll
     from training.lora import run_trainer, scratch_dir
     from training.pref import dpo_trainer
@@ -96,17 +108,15 @@ def train_early(
     # A probe starts from the base model (its reference): a warm start trains the grid as before.
     split = probe_split(train_edits, cfg) if init_adapter is None else None
     probe_edits, rest = split if split else (train_edits, [])
-    if split and cfg.max_steps > 0:  # a fixed step count is shared in the same proportion
-        probe_cfg = replace(cfg, max_steps=max(1, round(cfg.max_steps * len(probe_edits) / len(train_edits))))
-        rest_cfg = replace(cfg, max_steps=max(1, cfg.max_steps - probe_cfg.max_steps))
-    else:
-        probe_cfg, rest_cfg = cfg, cfg
-    if split:
-        probe_cfg = replace(probe_cfg, schedule="constant")
-    of_probe = _stage_steps(probe_cfg, len(probe_edits))
-    total = len(grid) * of_probe + (_stage_steps(rest_cfg, len(rest)) if split else 0)
+    total, probe_steps, rest_lr = probe_schedule(cfg, len(train_edits), len(probe_edits))
+    # The probe runs the whole run's schedule and stops at `probe_steps`; the rest starts where it
+    # left the learning rate and decays it to zero.
+    probe_cfg = replace(cfg, max_steps=total) if split else cfg
+    rest_cfg = replace(cfg, max_steps=max(1, total - probe_steps), learning_rate=rest_lr)
+    of_probe = probe_steps
+    total_progress = len(grid) * of_probe + (total - probe_steps if split else 0)
     results: list[dict] = []
-    best: tuple[float, Path, TrainResult, dict, EarlyConfig] | None = None
+    best: tuple[float | None, Path, TrainResult, dict, EarlyConfig] | None = None
     seconds = 0.0
 
     def nll_of(trainer, point) -> float:
@@ -119,13 +129,14 @@ def train_early(
 
             def step(done: int, of: int, i: int = i) -> None:
                 if progress:
-                    progress(i * of_probe + done, total)
+                    progress(i * of_probe + min(done, of_probe), total_progress)
 
             with scratch_dir("early") as scratch:
                 trainer, n = dpo_trainer(model_dir, probe_edits, point, Path(scratch), init_adapter)
                 adapter = Path(keep) / f"point-{i}"
-                result = run_trainer(trainer, step, adapter, n)
-                nll = nll_of(trainer, point)
+                result = run_trainer(trainer, step, adapter, n, stop_at=probe_steps if split else None)
+                # one point has nothing to be chosen against (validation scores the adapter later)
+                nll = nll_of(trainer, point) if len(grid) > 1 else None
                 del trainer
             seconds += result.seconds
             row = {"lambda": lam, "beta": beta, "val_nll": nll, "steps": result.steps}
@@ -141,7 +152,7 @@ def train_early(
 
             def step(done: int, of: int) -> None:
                 if progress:
-                    progress(done_before + done, total)
+                    progress(done_before + done, total_progress)
 
             with scratch_dir("early") as scratch:
                 trainer, n = dpo_trainer(model_dir, rest, point, Path(scratch), adapter)

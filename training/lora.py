@@ -34,7 +34,6 @@ class LoraTrainConfig:
     learning_rate: float = 3e-4
     epochs: float = 2.0  # passes over the training edits
     max_steps: int = -1  # > 0: this many optimizer steps, whatever `epochs` says
-    schedule: str = "linear"  # learning rate over the run (transformers' lr_scheduler_type): decays to 0
     batch_size: int = 4  # edits per step and device
     grad_accum: int = 1
     max_prompt_tokens: int = 384  # prompts keep their last tokens, as serving does
@@ -141,7 +140,6 @@ def trainer_args(config_cls, cfg: LoraTrainConfig, output_dir: Path, **extra):
         learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
-        lr_scheduler_type=cfg.schedule,
         seed=cfg.seed,
         data_seed=cfg.seed,
         activation_checkpointing=False,
@@ -212,7 +210,7 @@ def bucket_by_length(trainer) -> None:
     trainer._get_train_sampler = lambda *args, **kwargs: sampler
 
 
-def make_callback(progress: StepFn | None, losses: list[float], metrics: dict):
+def make_callback(progress: StepFn | None, losses: list[float], metrics: dict, stop_at: int | None = None):
     from transformers import TrainerCallback
 
     class _Report(TrainerCallback):
@@ -224,6 +222,8 @@ def make_callback(progress: StepFn | None, losses: list[float], metrics: dict):
             threads.tick()  # between steps: take the idle cores, give them back when the editor works
             if progress:
                 progress(state.global_step, state.max_steps)
+            if stop_at is not None and state.global_step >= stop_at:
+                control.should_training_stop = True
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
@@ -234,14 +234,16 @@ def make_callback(progress: StepFn | None, losses: list[float], metrics: dict):
     return _Report()
 
 
-def run_trainer(trainer, progress: StepFn | None, adapter_dir: Path, examples: int) -> TrainResult:
-    """Train, save the adapter (safetensors, the trained adapter only), report."""
+def run_trainer(trainer, progress: StepFn | None, adapter_dir: Path, examples: int,
+                stop_at: int | None = None) -> TrainResult:  # fmt: skip
+    """Train, save the adapter (safetensors, the trained adapter only), report. `stop_at` ends the
+    run after that many optimizer steps, its learning-rate schedule still the whole run's."""
     from transformers.trainer_callback import PrinterCallback
 
     losses: list[float] = []
     metrics: dict = {}
     trainer.remove_callback(PrinterCallback)  # metrics go to our own progress, not stdout
-    trainer.add_callback(make_callback(progress, losses, metrics))
+    trainer.add_callback(make_callback(progress, losses, metrics, stop_at))
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
