@@ -156,7 +156,10 @@ def report(label: str, run: dict) -> None:
               f"{nll(early.get('val_nll'))}")  # fmt: skip
     weights = (trained.get("mixture") or {}).get("weights")
     if weights:
-        print("Mixture weights: " + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()))
+        dropped = (trained.get("mixture") or {}).get("dropped") or {}
+        print("Mixture weights: " + ", ".join(f"{k} {v:.2f}" for k, v in weights.items())
+              + (" (dropped, under the minimum weight: " + ", ".join(f"{k} {v:.3f}" for k, v in dropped.items()) + ")"
+                 if dropped else ""))  # fmt: skip
     found = [p for p in Path(run["home"]).rglob("cost_report.json") if s.get("version") and s["version"] in str(p)]
     if found:
         cost = json.loads(found[0].read_text())

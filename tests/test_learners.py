@@ -543,3 +543,27 @@ def test_the_whole_pipeline_on_the_default_model(tmp_path, default_model_dir):
     runtime = Runtime(default_model_dir)
     policies = runtime.use_version(version)
     assert set(policies) >= {"base", *[p for p in served_trained if p != "mixture"]}
+
+
+def test_mixture_drops_components_it_barely_weighs_and_refits_the_rest():
+    import math as _math
+
+    rng = __import__("random").Random(0)
+    # a and b each explain half the tokens well; c explains none better than they do
+    tokens_a = [[_math.log(0.9) if t % 2 == 0 else _math.log(0.1) for t in range(40)] for _ in range(6)]
+    tokens_b = [[_math.log(0.1) if t % 2 == 0 else _math.log(0.9) for t in range(40)] for _ in range(6)]
+    tokens_c = [[_math.log(0.01 * (1 + rng.random())) for _ in range(40)] for _ in range(6)]
+
+    def score(name, lp):
+        return PolicyScore(policy=name, nll=0.0, cost=0.0, n=6, tokens=240, served=True, token_logprobs=lp)
+
+    scores = {"a": score("a", tokens_a), "b": score("b", tokens_b), "c": score("c", tokens_c),
+              "d": PolicyScore(policy="d", nll=0.0, cost=0.0, n=6, tokens=240, served=False, token_logprobs=tokens_c)}  # fmt: skip
+    every = pipeline._fit_mixture(scores, pipeline.RunResult())
+    assert set(every) == {"a", "b", "c"} and 0 < every["c"] < 0.03  # the prior keeps c in, barely
+    result = pipeline.RunResult()
+    pruned = pipeline._fit_mixture(scores, result, min_weight=0.03)
+    assert set(pruned) == {"a", "b"} and sum(pruned.values()) == pytest.approx(1.0)
+    assert pruned["a"] == pytest.approx(0.5, abs=0.02)  # refitted over what is left
+    assert result.trained["mixture"]["dropped"] == {"c": every["c"]}
+    assert pipeline.PipelineConfig().mixture_min_weight == 0.03

@@ -99,6 +99,10 @@ class PipelineConfig:
     force: bool = False  # activate even when the gate refuses
     tolerance: float = 0.0  # the gate lets a version this much worse (validation cost) through
     compare_active: bool = True  # score the active version on the new validation edits
+    # Mixture components the fit weighs below this are dropped and the rest refitted: each component
+    # is a decoding row at every step, in validation and in serving (one row 46 ms a step, two 75,
+    # four 100 on 2 cores; benchmarks/decode_rows.py), and one at a few percent seldom moves the argmax.
+    mixture_min_weight: float = 0.03
     threads: int = 0  # torch CPU threads; 0: every core while the machine is otherwise idle, one fewer
     # for each core something else keeps busy (training.threads)
     keep_versions: int = 5  # older versions are deleted after a run (never the active one)
@@ -433,7 +437,7 @@ def _validate(model_dir, cfg, val, adapters: dict[str, Path], current, mixture: 
     weights: dict[str, float] = {}
     mixtures: dict[str, tuple[dict[str, float], dict[str, PolicyScore], dict[str, str]]] = {}
     if mixture:
-        weights = _fit_mixture(scores, result)
+        weights = _fit_mixture(scores, result, cfg.mixture_min_weight)
         if weights:
             mixtures["mixture"] = (weights, scores, {})
     if prev_best is not None and prev_best[0] == "mixture":
@@ -548,27 +552,38 @@ class _PeftBackend:
                 for name, (w, parts, rename) in mixtures.items()}  # fmt: skip
 
 
-def _fit_mixture(scores: dict[str, PolicyScore], result: RunResult) -> dict[str, float]:
-    """Mixture weights over the policies that passed validation (the base model included); {} and a
-    reason in `result.skipped` when there is nothing to mix or the fit fails."""
+def _fit_mixture(scores: dict[str, PolicyScore], result: RunResult, min_weight: float = 0.0) -> dict[str, float]:
+    """Mixture weights over the policies that passed validation (the base model included), components
+    weighed below `min_weight` dropped and the rest refitted; {} and a reason in `result.skipped` when
+    there is nothing to mix or the fit fails."""
     parts = {name: s for name, s in scores.items() if s.served}
     if len(parts) < 2:
         result.skipped["mixture"] = "MIXTURE needs at least one trained policy that passed validation"
         return {}
+    dropped: dict[str, float] = {}
     try:
         mod = importlib.import_module(OPTIONAL_LEARNERS["mixture"])
-        raw = mod.fit_mixture_weights({name: s.token_logprobs for name, s in parts.items()})
-        weights = {k: float(v) for k, v in dict(raw).items() if k in parts and float(v) > 0}
-        total = sum(weights.values())
-        if total <= 0:
-            raise ValueError(f"fit_mixture_weights returned no positive weight: {raw}")
+        weights = _mixture_weights(mod, parts)
+        small = {k: v for k, v in weights.items() if v < min_weight}
+        if small and len(small) < len(weights):
+            dropped = small
+            kept = {k: s for k, s in parts.items() if k not in small}
+            weights = _mixture_weights(mod, kept) if len(kept) > 1 else {next(iter(kept)): 1.0}
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         result.skipped["mixture"] = f"MIXTURE failed: {type(exc).__name__}: {exc}"
         return {}
-    weights = {k: v / total for k, v in weights.items()}
-    result.trained["mixture"] = {"weights": weights}
+    result.trained["mixture"] = {"weights": weights, **({"dropped": dropped} if dropped else {})}
     return weights
+
+
+def _mixture_weights(mod, parts: dict[str, PolicyScore]) -> dict[str, float]:
+    raw = mod.fit_mixture_weights({name: s.token_logprobs for name, s in parts.items()})
+    weights = {k: float(v) for k, v in dict(raw).items() if k in parts and float(v) > 0}
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError(f"fit_mixture_weights returned no positive weight: {raw}")
+    return {k: v / total for k, v in weights.items()}
 
 
 def _score_mixture(peft, tokenizer, val, weights, parts, rename, cfg) -> PolicyScore:
