@@ -211,6 +211,9 @@ def test_early_probe_keeps_the_whole_runs_learning_rate_schedule():
     assert rest_lr == pytest.approx(1e-4 * 25 / 38)  # where linear decay over 38 steps is after 13
     assert probe_schedule(cfg, 151, 151) == (38, 38, 1e-4)  # no probe: the run as it is
     assert probe_schedule(replace(cfg, max_steps=6), 16, 5)[:2] == (6, 2)
+    from training.early import _stage_steps
+
+    assert _stage_steps(cfg, 151, processes=4) == 10  # 4 processes: 19 micro-batches each, two a step
 
 
 # --- validation helpers -------------------------------------------------------------------------------

@@ -65,11 +65,17 @@ def probe_split(edits: list[data.Edit], cfg: EarlyConfig) -> tuple[list[data.Edi
     return [edits[i] for i in sorted(order[:n])], [edits[i] for i in sorted(order[n:])]
 
 
-def _stage_steps(cfg: EarlyConfig, n_edits: int) -> int:
-    """Optimizer steps of one stage on `n_edits` edits (as transformers counts them)."""
+def _stage_steps(cfg: EarlyConfig, n_edits: int, processes: int | None = None) -> int:
+    """Optimizer steps of one stage on `n_edits` edits, as transformers counts them: each of
+    `processes` (accelerate's, by default) takes its own micro-batches."""
     if cfg.max_steps > 0:
         return cfg.max_steps
-    return max(1, math.ceil(math.ceil(n_edits / cfg.batch_size) / cfg.grad_accum * cfg.epochs))
+    if processes is None:
+        from accelerate import PartialState
+
+        processes = PartialState().num_processes
+    per_process = math.ceil(n_edits / (cfg.batch_size * max(1, processes)))
+    return max(1, math.ceil(per_process / cfg.grad_accum * cfg.epochs))
 
 
 def probe_schedule(cfg: EarlyConfig, n_train: int, n_probe: int) -> tuple[int, int, float]:
