@@ -32,9 +32,12 @@ def test_two_processes_through_accelerate_write_one_version(tiny_model_dir, tmp_
     seed_edits(home)
     cmd = [str(launcher), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "training", "train",
-           "--data-home", str(home), "--model", str(tiny_model_dir), "--progress", "none", "--learners", "sup",
+           "--data-home", str(home), "--model", str(tiny_model_dir), "--progress", "none", "--learners", "sup,early",
            "--set", "sup.max_steps=4", "--set", "sup.learning_rate=0.01", "--set", "sup.min_edits=4",
-           "--set", "sup.batch_size=2", "--set", "eval.max_new_tokens=8"]  # fmt: skip
+           "--set", "sup.batch_size=2", "--set", "eval.max_new_tokens=8",
+           # Early probes two λ on a third of the 12 training edits, and only the winner goes on
+           "--set", "early.max_steps=3", "--set", "early.batch_size=1", "--set", "early.min_edits=4",
+           "--set", "early.lambdas=0.5,1.0"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "ACCELERATE_CONFIG_FILE": "/dev/null"}
     env.pop("REDLINE_HOME", None)
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
@@ -48,6 +51,9 @@ def test_two_processes_through_accelerate_write_one_version(tiny_model_dir, tmp_
     assert "sup" in v.adapters and v.validation["sup"]["n"] == 4
     config = v.read_json("train_config.json")
     assert config["runs"]["sup"]["steps"] == 4
+    early = config["runs"]["early"]
+    assert "early" in v.adapters and early["metrics"]["probe_edits"] == 4 and len(early["metrics"]["grid"]) == 2
+    assert early["steps"] == 3  # the winner's probe step and the two after it
 
 
 @pytest.mark.parametrize("flag", ["--incremental"])

@@ -140,7 +140,9 @@ def train_early(
             with scratch_dir("early") as scratch:
                 trainer, n = dpo_trainer(model_dir, probe_edits, point, Path(scratch), init_adapter)
                 adapter = Path(keep) / f"point-{i}"
-                result = run_trainer(trainer, step, adapter, n, stop_at=probe_steps if split else None)
+                # every process keeps the points: under accelerate each one goes on from the winner
+                result = run_trainer(trainer, step, adapter, n, stop_at=probe_steps if split else None,
+                                     every_process=True)  # fmt: skip
                 # one point has nothing to be chosen against (validation scores the adapter later)
                 nll = nll_of(trainer, point) if len(grid) > 1 else None
                 del trainer
@@ -163,7 +165,7 @@ def train_early(
             with scratch_dir("early") as scratch:
                 trainer, n = dpo_trainer(model_dir, rest, point, Path(scratch), adapter)
                 adapter = Path(keep) / "winner"
-                last = run_trainer(trainer, step, adapter, n)
+                last = run_trainer(trainer, step, adapter, n, every_process=True)
                 nll = nll_of(trainer, point)
                 del trainer
             seconds += last.seconds

@@ -235,9 +235,11 @@ def make_callback(progress: StepFn | None, losses: list[float], metrics: dict, s
 
 
 def run_trainer(trainer, progress: StepFn | None, adapter_dir: Path, examples: int,
-                stop_at: int | None = None) -> TrainResult:  # fmt: skip
+                stop_at: int | None = None, every_process: bool = False) -> TrainResult:  # fmt: skip
     """Train, save the adapter (safetensors, the trained adapter only), report. `stop_at` ends the
-    run after that many optimizer steps, its learning-rate schedule still the whole run's."""
+    run after that many optimizer steps, its learning-rate schedule still the whole run's.
+    `every_process`: under `accelerate launch`, every process saves (into a folder of its own) — for
+    an adapter that every process goes on training from; otherwise only the main process writes."""
     from transformers.trainer_callback import PrinterCallback
 
     losses: list[float] = []
@@ -247,7 +249,10 @@ def run_trainer(trainer, progress: StepFn | None, adapter_dir: Path, examples: i
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
-    save_adapter(trainer.model, adapter_dir, trainer)
+    if every_process:
+        save_adapter(trainer.accelerator.unwrap_model(trainer.model), adapter_dir)
+    else:
+        save_adapter(trainer.model, adapter_dir, trainer)
     return TrainResult(
         adapter_dir=Path(adapter_dir),
         steps=int(trainer.state.global_step),
