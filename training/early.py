@@ -119,10 +119,9 @@ def train_early(
     # left the learning rate and decays it to zero.
     probe_cfg = replace(cfg, max_steps=total) if split else cfg
     rest_cfg = replace(cfg, max_steps=max(1, total - probe_steps), learning_rate=rest_lr)
-    of_probe = probe_steps
-    total_progress = len(grid) * of_probe + (total - probe_steps if split else 0)
+    total_progress = len(grid) * probe_steps + (total - probe_steps if split else 0)
     results: list[dict] = []
-    best: tuple[float | None, Path, TrainResult, dict, EarlyConfig] | None = None
+    best: tuple[float | None, Path, TrainResult, dict] | None = None
     seconds = 0.0
 
     def nll_of(trainer, point) -> float:
@@ -135,7 +134,7 @@ def train_early(
 
             def step(done: int, of: int, i: int = i) -> None:
                 if progress:
-                    progress(i * of_probe + min(done, of_probe), total_progress)
+                    progress(i * probe_steps + min(done, probe_steps), total_progress)
 
             with scratch_dir("early") as scratch:
                 trainer, n = dpo_trainer(model_dir, probe_edits, point, Path(scratch), init_adapter)
@@ -152,11 +151,11 @@ def train_early(
                 row["edits"] = len(probe_edits)
             results.append(row)
             if best is None or nll < best[0]:
-                best = (nll, adapter, result, row, point)
-        nll, adapter, result, row, point = best
+                best = (nll, adapter, result, row)
+        nll, adapter, result, row = best
         if split:  # the winner goes on over the rest, its learning rate decaying to zero
             point = replace(rest_cfg, sft_weight=row["lambda"], beta=row["beta"], reference="base")
-            done_before = len(grid) * of_probe
+            done_before = len(grid) * probe_steps
 
             def step(done: int, of: int) -> None:
                 if progress:
