@@ -139,7 +139,8 @@ def test_outcome_kinds_as_capture_files_them():
 
 def test_settings_from_names_users_and_context_files(tmp_path):
     names = [s.name for s in resolve_settings(None)]
-    assert names == ["writing-summary-strong", "writing-summary-weak", "code-style-strong", "writing-summary-drift"]
+    assert names == ["writing-summary-strong", "writing-summary-weak", "code-style-strong", "writing-summary-drift",
+                     "code-correct-strong"]
     assert [s.drift for s in resolve_settings(["writing-summary-drift"])] == [True]
     ctx = tmp_path / "notes.jsonl"
     ctx.write_text(json.dumps({"id": "a", "prompt": "Say hi."}) + "\n")

@@ -4,7 +4,7 @@ Writes `report.md`, `results.json` and `plots/*.png` into `--out` (rewritten aft
 stopped bench still leaves a partial report), and each run's store, online log and (with
 `--keep-versions`) trained adapters under `--work`.
 
-The full default (`harness.DEFAULT_SETTINGS` and `BenchConfig`: 4 settings × 3 seeds, 20 offline edits
+The full default (`harness.DEFAULT_SETTINGS` and `BenchConfig`: 5 settings × 3 seeds, 32 offline edits
 and 8 online rounds each, a few optimizer steps per learner, the default model) is sized for about 90
 minutes on two CPU cores (docs/bench has the measurements); `--quick` runs a tiny model, 10 edits, 4
 rounds, one seed and two settings in about two minutes (what the test suite runs). Exit status: 0 done,
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder for report.md, results.json and plots/ (default: <data folder>/bench/<time>)")
     p.add_argument("--work", help="folder for each run's store and adapters (default: <data folder>/bench/<time>/runs)")
     p.add_argument("--label", default="", help="what this run is, for the report's title (e.g. 'reduced')")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: one fewer than the cores)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: every core; --quick: one fewer)")
     p.add_argument("--keep-versions", action="store_true", help="keep each run's trained adapters")
     p.add_argument("--progress", default="auto", choices=("auto", "bars", "none"),
                    help="progress bars: on a terminal (auto), always, or none")  # fmt: skip
