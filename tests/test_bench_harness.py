@@ -76,6 +76,21 @@ def test_table_means_over_rounds_and_seeds_with_a_cap():
     assert report.pass_rates(runs) == {"c": {"base": (0.5, None, 1)}}
 
 
+def test_validation_agreement_counts_pairs_in_the_online_order_and_the_first_picks_regret():
+    run = _run("w", 0, {"base": [0.5], "sup": [0.1], "pref": [0.3], "mixture": [0.0]})
+    run["train"] = {"validation": {  # cost ranks the base model first (backwards), log-loss gets it right
+        "base": {"capped_cost": 0.2, "nll": 0.5}, "sup": {"capped_cost": 0.6, "nll": 0.3},
+        "pref": {"capped_cost": 0.4, "nll": 0.4}, "mixture": {"capped_cost": 0.0, "nll": 0.0}}}  # fmt: skip
+    tied = _run("w", 1, {"base": [0.5], "sup": [0.5]})  # tied online: no pair; the pick loses nothing
+    tied["train"] = {"validation": {"base": {"capped_cost": 0.1, "nll": 0.2}, "sup": {"capped_cost": 0.3, "nll": 0.1}}}
+    got = report.validation_agreement([run, tied])
+    assert got["cost"]["agree"] == 0.0 and got["cost"]["pairs"] == 3
+    assert got["cost"]["regret"] == pytest.approx((0.5 - 0.1 + 0.0) / 2) and got["cost"]["runs"] == 2
+    assert got["log-loss"]["agree"] == 1.0 and got["log-loss"]["regret"] == 0.0
+    committed = json.loads((Path(__file__).resolve().parents[1] / "docs/bench/results.json").read_text())
+    assert "| log-loss | 77% of 141 | 0.009 (15 runs) |" in report.render(committed, [], Path("."))
+
+
 def test_drift_splits_rounds_at_the_switch():
     runs = [_run("d", 0, {"base": [0.0, 0.2, 1.0, 0.8]}, switch=2)]
     assert report.drift_split(runs) == {"d": {"base": (pytest.approx(0.1), pytest.approx(0.9))}}

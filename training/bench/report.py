@@ -95,6 +95,37 @@ def drift_split(runs: list[dict], cap: float | None = COST_CAP) -> dict[str, dic
 PHASES = ("offline_s", "train_s", "online_s")
 
 
+def validation_agreement(runs: list[dict], cap: float | None = COST_CAP) -> dict[str, dict]:
+    """Does the trainer's validation predict what the user then does online? For each of its two
+    figures, the greedy answers' capped cost against held-out y′ (what the gate and Late's warm start
+    use) and the log-loss of y′ (what Early and the Mixture use): the share of policy pairs whose
+    order it gets right (pairs tied online left out), and the mean online regret of serving the
+    policy it ranks first instead of the run's best. Trained policies and the base model only (the
+    Mixture's validation is not comparable across runs where the bench fitted it)."""
+    out = {}
+    for key, name in (("capped_cost", "cost"), ("nll", "log-loss")):
+        right = pairs = 0
+        regrets = []
+        for run in runs:
+            val = (run.get("train") or {}).get("validation") or {}
+            online = run_means(run, cap)
+            pols = [p for p in ("base", "sup", "pref", "cost", "early")
+                    if p in online and isinstance((val.get(p) or {}).get(key), (int, float))]  # fmt: skip
+            if len(pols) < 2:
+                continue
+            v = {p: float(val[p][key]) for p in pols}
+            for i, a in enumerate(pols):
+                for b in pols[i + 1 :]:
+                    if online[a] != online[b] and v[a] != v[b]:
+                        pairs += 1
+                        right += (v[a] < v[b]) == (online[a] < online[b])
+            regrets.append(online[min(pols, key=v.get)] - min(online[p] for p in pols))
+        if regrets:
+            out[name] = {"agree": right / pairs if pairs else math.nan, "pairs": pairs,
+                         "regret": statistics.fmean(regrets), "runs": len(regrets)}  # fmt: skip
+    return out
+
+
 def timing_summary(runs: list[dict]) -> dict:
     """Per-phase totals and the per-unit rates the extrapolation uses."""
     tot: Counter = Counter()
@@ -453,6 +484,15 @@ def render(results: dict, plots: list[Path], report_dir: Path) -> str:
             + ", ".join(f"{p} {n}" for p, n in picks.most_common())
             + " |"
         )
+    agreement = validation_agreement(runs)
+    if agreement:
+        out += ["", "Does validation predict the online cost? Over the runs, the share of pairs of policies "
+                "(base and trained) that each validation figure puts in the order the online cost does, and "
+                "the mean online cost lost by serving the policy it ranks first instead of the run's best:", "",
+                "| Validation figure | pairs in the online order | online regret of its first pick |",
+                "|---|---|---|"]  # fmt: skip
+        for name, a in agreement.items():
+            out.append(f"| {name} | {a['agree']:.0%} of {a['pairs']} | {a['regret']:.3f} ({a['runs']} runs) |")
     notes = [(r["setting"], r["seed"], n) for r in runs for n in r.get("notes", [])]
     notes += [(r["setting"], r["seed"], f"the gate would not serve {p}: {v.get('reason')}") for r in runs
               for p, v in ((r.get("train") or {}).get("validation") or {}).items() if not v.get("served")]  # fmt: skip
