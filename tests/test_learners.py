@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import random
 from dataclasses import replace
 from pathlib import Path
 
@@ -549,13 +551,11 @@ def test_the_whole_pipeline_on_the_default_model(tmp_path, default_model_dir):
 
 
 def test_mixture_drops_components_it_barely_weighs_and_refits_the_rest():
-    import math as _math
-
-    rng = __import__("random").Random(0)
+    rng = random.Random(0)
     # a and b each explain half the tokens well; c explains none better than they do
-    tokens_a = [[_math.log(0.9) if t % 2 == 0 else _math.log(0.1) for t in range(40)] for _ in range(6)]
-    tokens_b = [[_math.log(0.1) if t % 2 == 0 else _math.log(0.9) for t in range(40)] for _ in range(6)]
-    tokens_c = [[_math.log(0.01 * (1 + rng.random())) for _ in range(40)] for _ in range(6)]
+    tokens_a = [[math.log(0.9) if t % 2 == 0 else math.log(0.1) for t in range(40)] for _ in range(6)]
+    tokens_b = [[math.log(0.1) if t % 2 == 0 else math.log(0.9) for t in range(40)] for _ in range(6)]
+    tokens_c = [[math.log(0.01 * (1 + rng.random())) for _ in range(40)] for _ in range(6)]
 
     def score(name, lp):
         return PolicyScore(policy=name, nll=0.0, cost=0.0, n=6, tokens=240, served=True, token_logprobs=lp)

@@ -109,8 +109,8 @@ def validation_agreement(runs: list[dict], cap: float | None = COST_CAP) -> dict
         for run in runs:
             val = (run.get("train") or {}).get("validation") or {}
             online = run_means(run, cap)
-            pols = [p for p in ("base", "sup", "pref", "cost", "early")
-                    if p in online and isinstance((val.get(p) or {}).get(key), (int, float))]  # fmt: skip
+            pols = [p for p in METHODS if p not in ("mixture", "late")
+                    and p in online and isinstance((val.get(p) or {}).get(key), (int, float))]  # fmt: skip
             if len(pols) < 2:
                 continue
             v = {p: float(val[p][key]) for p in pols}
