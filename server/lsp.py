@@ -25,7 +25,7 @@ from pygls.protocol import LanguageServerProtocol, default_converter
 
 import server
 from server import model_store, protocol, versions
-from server.bandit import Bandit, prior_cost
+from server.bandit import Bandit, warm_start
 from server.trainer_process import TrainerProcess, TrainResult
 from server.capture.session import Capture
 from server.capture.settle import SettleConfig
@@ -197,7 +197,7 @@ class RedlineServer(LanguageServer):
             log.error("Version %s could not be loaded (%s): serving the base model", version and version.id, exc)
             version, served = None, runtime.use_version(None)
         self.version = version
-        validation = {p: prior_cost((version.validation.get(p) or {}) if version else {}) for p in served}
+        order, priors = warm_start(version.validation if version else {}, served)
         observations = []
         if self.store is not None and version is not None:
             try:
@@ -207,7 +207,7 @@ class RedlineServer(LanguageServer):
                 ]
             except Exception:
                 log.exception("reading recorded costs for the bandit failed")
-        self.bandit = Bandit.from_observations(runtime.version, validation, observations, policies=served)
+        self.bandit = Bandit.from_observations(runtime.version, priors, observations, policies=order)
         if version is not None:
             log.info("Model version %s active: serving %s", version.id, ", ".join(served))
 

@@ -21,10 +21,11 @@ is written and synced, so a folder under its final name is always complete (its 
 of every file, checked on load). The `active.json` pointer is replaced with `os.replace` after its new
 text is synced. A trainer killed at any moment leaves the active version as it was.
 
-The gate. `activate` refuses a candidate whose best served trained policy is worse on validation than
-the active version's best — compared on the candidate's own validation edits when the trainer scored
-the active version on them (`comparison.json`), otherwise against the active version's own figures —
-and a candidate with no served trained policy at all. `force=True` skips the gate.
+The gate. `activate` refuses a candidate whose best served trained policy is worse on validation
+than the active version's best — on the log-loss of the users' edited texts (the cost for versions
+that recorded none), compared on the candidate's own validation edits when the trainer scored the
+active version on them (`comparison.json`), otherwise against the active version's own figures — and
+a candidate with no served trained policy at all. `force=True` skips the gate.
 """
 
 from __future__ import annotations
@@ -95,18 +96,21 @@ class Version:
             return {}
         return {k: float(v) for k, v in json.loads(path.read_text()).get("weights", {}).items()}
 
-    def best(self) -> tuple[str, float] | None:
-        """(policy, validation cost) of the best served trained policy, or None when none is served.
-        The cost is `gate_cost`: each edit's cost capped at 1, as the Late bandit counts them."""
+    def best(self, measure: str | None = None) -> tuple[str, float] | None:
+        """(policy, figure) of the best served trained policy, or None when none is served. The figure
+        is `measure` (`LOG_LOSS` or `COST`, see `figure`); by default the log-loss of y′ when every
+        served trained policy recorded one (`training.evaluate.judge` says why), else the capped cost.
+        Ties go to the better of the other measure."""
+        served = [(p, v) for p, v in self.validation.items() if p != BASE and v.get("served")]
+        measure = measure or common_measure(*(v for _, v in served))
+        other = COST if measure == LOG_LOSS else LOG_LOSS
         scored = [
-            (gate_cost(v), float(v.get("nll") or 0.0), p)  # ties go to the better log-loss
-            for p, v in self.validation.items()
-            if p != BASE and v.get("served") and gate_cost(v) is not None
+            (figure(v, measure), _or_inf(figure(v, other)), p) for p, v in served if figure(v, measure) is not None
         ]
         if not scored:
             return None
-        cost, _, policy = min(scored)
-        return policy, cost
+        value, _, policy = min(scored)
+        return policy, value
 
     def read_json(self, name: str, default=None):
         path = self.path / name
@@ -298,7 +302,8 @@ def clean_partial(root: Path | None = None) -> list[Path]:
 
 
 def gate_cost(figures: dict) -> float | None:
-    """The validation cost versions are compared on: the mean of each edit's cost capped at 1.
+    """The validation cost versions are compared on when they have no log-loss: the mean of each
+    edit's cost capped at 1.
 
     The uncapped mean is a few outliers on real edits: one long suggestion against a short fix costs
     10 or more (word edits per suggested token), so a policy that is better on most edits could lose
@@ -309,46 +314,75 @@ def gate_cost(figures: dict) -> float | None:
     return None if value is None else float(value)
 
 
+LOG_LOSS, COST = "log-loss", "cost"
+
+
+def figure(figures: dict, measure: str) -> float | None:
+    """A policy's validation figure under `measure`: `LOG_LOSS`, the mean log-loss per token of the
+    users' edited texts y′ (nats), or `COST`, `gate_cost`. None when not recorded (or not finite)."""
+    if measure == LOG_LOSS:
+        return _finite(figures.get("nll"))
+    return gate_cost(figures)
+
+
+def common_measure(*figures: dict) -> str:
+    """The measure all of `figures` can be compared on: the log-loss when each has one, else the cost."""
+    return LOG_LOSS if figures and all(figure(f, LOG_LOSS) is not None for f in figures) else COST
+
+
+def _finite(value) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if v == v and abs(v) != float("inf") else None
+
+
+def _or_inf(value: float | None) -> float:
+    return float("inf") if value is None else value
+
+
 @dataclass(frozen=True)
 class GateDecision:
     activated: bool
     reason: str
     candidate: str
-    candidate_cost: float | None = None
-    active_cost: float | None = None  # the active version's best, on the edits it was compared on
+    candidate_score: float | None = None  # the candidate's best, in `measure`
+    active_score: float | None = None  # the active version's best, on the edits it was compared on
+    measure: str = LOG_LOSS
 
 
 def gate(candidate: Version, current: Version | None, tolerance: float = 0.0) -> GateDecision:
-    """Whether `candidate` may replace `current` (None: the base model alone). Costs are the
-    validation edit costs (`gate_cost`); lower is better; `tolerance` allows a candidate that is that
-    much worse."""
+    """Whether `candidate` may replace `current` (None: the base model alone). Versions are compared
+    on validation log-loss of y′ when both recorded it, otherwise on validation cost (`figure`);
+    lower is better; `tolerance` (in that measure) allows a candidate that is that much worse."""
     best = candidate.best()
     if best is None:
         return GateDecision(
             False, "no trained policy passed validation (each degenerated or did worse than the base model)", candidate.id
         )
-    policy, cost = best
     if current is None or current.id == candidate.id:
-        return GateDecision(
-            True, f"{policy} is not worse than the base model on validation ({cost:.3f})", candidate.id, cost
-        )
+        measure = common_measure(candidate.validation[best[0]])
+        return GateDecision(True, f"{best[0]} is not worse than the base model on validation {measure} ({best[1]:.3f})",
+                            candidate.id, best[1], measure=measure)  # fmt: skip
+    served = [v for p, v in candidate.validation.items() if p != BASE and v.get("served")]
     comparison = candidate.read_json("comparison.json") or {}
     if comparison.get("against") == current.id and gate_cost(comparison) is not None:
-        theirs = gate_cost(comparison)
+        measure = common_measure(*served, comparison)
+        theirs = figure(comparison, measure)
         where = "on the new validation edits"
     else:
         current_best = current.best()
         if current_best is None:
-            return GateDecision(True, f"the active version {current.id} serves no trained policy", candidate.id, cost)
-        theirs = current_best[1]
+            return GateDecision(True, f"the active version {current.id} serves no trained policy", candidate.id, best[1],
+                                measure=common_measure(candidate.validation[best[0]]))  # fmt: skip
+        measure = common_measure(*served, current.validation[current_best[0]])
+        theirs = current.best(measure)[1]  # type: ignore[index]
         where = "each on its own validation edits"
-    if cost <= theirs + tolerance:
-        return GateDecision(
-            True, f"{policy} {cost:.3f} is not worse than {current.id}'s {theirs:.3f} ({where})", candidate.id, cost, theirs
-        )
-    return GateDecision(
-        False, f"{policy} {cost:.3f} is worse than {current.id}'s {theirs:.3f} ({where})", candidate.id, cost, theirs
-    )
+    policy, mine = candidate.best(measure)  # type: ignore[misc]
+    verdict = "is not worse than" if mine <= theirs + tolerance else "is worse than"
+    return GateDecision(mine <= theirs + tolerance, f"{policy} {mine:.3f} {verdict} {current.id}'s {theirs:.3f} "
+                        f"(validation {measure}, {where})", candidate.id, mine, theirs, measure)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -382,7 +416,8 @@ def activate(version_id: str, *, force: bool = False, tolerance: float = 0.0, ro
         current = active(root)
         decision = gate(candidate, current, tolerance)
         if not decision.activated and force:
-            decision = GateDecision(True, f"forced ({decision.reason})", candidate.id, decision.candidate_cost)
+            decision = GateDecision(True, f"forced ({decision.reason})", candidate.id, decision.candidate_score,
+                                    measure=decision.measure)  # fmt: skip
         if decision.activated and (current is None or current.id != candidate.id):
             history = [v for v in pointer["history"] if v != candidate.id]
             if pointer.get("version"):

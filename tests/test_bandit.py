@@ -93,6 +93,28 @@ def test_validation_priors_count_as_capped_costs():
     assert arms["base"]["mean_cost"] == pytest.approx(1.0) and arms["sup"]["mean_cost"] == pytest.approx(0.9)
 
 
+def test_warm_start_tries_policies_by_log_loss_at_the_base_models_cost():
+    """Validation costs favour the policy whose answers the users edited (the base model's, for a
+    first version): the warm start takes the order from the log-loss of y′ and gives every policy the
+    base model's cost, so the likeliest policy goes first and its real costs decide."""
+    from server.bandit import warm_start
+
+    validation = {"base": {"capped_cost": 0.2, "nll": 1.0}, "sup": {"capped_cost": 0.6, "nll": 0.7},
+                  "pref": {"capped_cost": 0.5, "nll": 0.8}, "cost": {"capped_cost": 0.3, "nll": 1.1},
+                  "mixture": {"cost": 0.4}}  # fmt: skip
+    order, priors = warm_start(validation, ["base", "sup", "pref", "cost", "mixture"])
+    assert order == ["sup", "pref", "base", "cost", "mixture"] and set(priors.values()) == {0.2}
+    bandit = Bandit.from_observations("v", priors, [], policies=order)
+    assert bandit.choose("python") == "sup"
+    # SUP's answers are what this user wants: it keeps being chosen.
+    pulls = run(bandit, {"base": 0.3, "sup": 0.05, "pref": 0.2, "cost": 0.4, "mixture": 0.3}, 200)
+    assert max(pulls, key=pulls.get) == "sup"
+    # Figures without any log-loss (a version from before it was recorded): each policy's own cost.
+    old = {p: {"cost": v.get("capped_cost", v.get("cost"))} for p, v in validation.items()}
+    assert warm_start(old, ["base", "sup"]) == (["base", "sup"], {"base": 0.2, "sup": 0.6})
+    assert warm_start({}, ["base"]) == (["base"], {"base": None})
+
+
 def test_languages_keep_their_own_statistics_with_a_pooled_fallback():
     cfg = BanditConfig(prior_weight=0, min_language_observations=20)
     bandit = Bandit(["sup", "pref"], config=cfg)

@@ -234,35 +234,40 @@ def test_repeats(text, expected):
     assert evaluate.repeats(text) is expected
 
 
-def _score(name, cost, **rates) -> PolicyScore:
-    return PolicyScore(name, nll=1.0, cost=cost, n=10, tokens=50,
+def _score(name, cost, nll=1.0, **rates) -> PolicyScore:
+    return PolicyScore(name, nll=nll, cost=cost, n=10, tokens=50,
                        rates={"repeats": 0.0, "length": 0.0, "empty": 0.0, **rates})  # fmt: skip
 
 
 def test_judge_leaves_out_degenerate_and_worse_policies():
     scores = {
-        "base": _score("base", 0.5, length=0.4),
-        "sup": _score("sup", 0.3),
-        "pref": _score("pref", 0.2, repeats=0.6),  # cheap but loops: the calibration run's failure
-        "early": _score("early", 0.6),  # worse than the base model
-        "cost": _score("cost", 0.4, length=0.5),  # runs to the limit about as often as the base model
+        "base": _score("base", 0.5, nll=1.0, length=0.4),
+        "sup": _score("sup", 0.3, nll=0.8),
+        "pref": _score("pref", 0.2, nll=0.7, repeats=0.6),  # cheap but loops: the calibration run's failure
+        "early": _score("early", 0.4, nll=1.2),  # cheaper answers, but y′ is less likely: worse
+        "cost": _score("cost", 0.6, nll=0.9, length=0.5),  # runs to the limit about as often as the base
     }
     evaluate.judge(scores)
     assert {k: s.served for k, s in scores.items()} == {
         "base": True, "sup": True, "pref": False, "early": False, "cost": True,
     }  # fmt: skip
     assert scores["pref"].degenerate and "repeats" in scores["pref"].reason
-    assert "worse than the base model" in scores["early"].reason
+    assert "worse than the base model on validation log-loss (1.200 > 1.000)" in scores["early"].reason
+    assert "log-loss 0.900, base 1.000" in scores["cost"].reason  # a dearer answer, a likelier y′: served
     # One loop in four validation answers is 25%, but one answer: not enough to call a policy degenerate.
     few = {"base": replace(_score("base", 0.5), n=4), "sup": replace(_score("sup", 0.3, repeats=0.25), n=4),
            "pref": replace(_score("pref", 0.3, repeats=0.5), n=4)}  # fmt: skip
     evaluate.judge(few)
     assert few["sup"].served and not few["sup"].degenerate and few["pref"].degenerate
-    # Worse than the base model is judged on capped costs: a lower mean made of one outlier less
-    # does not beat a base model that is better on most edits.
-    capped = {"base": replace(_score("base", 3.0), capped_cost=0.5), "sup": replace(_score("sup", 2.0), capped_cost=0.7)}
+
+
+def test_judge_falls_back_to_capped_costs_without_a_log_loss():
+    """A policy scored without tokens of y′ has no log-loss: it is judged on costs, capped so that a
+    lower mean made of one outlier less does not beat a base model that is better on most edits."""
+    capped = {"base": replace(_score("base", 3.0), capped_cost=0.5),
+              "sup": replace(_score("sup", 2.0, nll=math.nan), capped_cost=0.7, tokens=0)}  # fmt: skip
     evaluate.judge(capped)
-    assert not capped["sup"].served and "0.700 > 0.500" in capped["sup"].reason
+    assert not capped["sup"].served and "validation cost (0.700 > 0.500)" in capped["sup"].reason
 
 
 def test_degenerate_rates_count_loops_limits_and_empty_answers():
@@ -351,6 +356,28 @@ def test_mixture_log_loss_is_the_token_level_mixture():
     assert tokens == 2 and nll == pytest.approx(expected)
 
 
+def test_the_mixture_is_judged_on_edits_its_weights_were_not_fitted_on():
+    """Fitted and scored on the same edits, the Mixture's log-loss is at most its best component's by
+    construction: held out, each edit is scored with weights fitted on the other edits."""
+    from training.mixture import fit_mixture_weights
+
+    a_lp = [[-0.1, -0.2], [-3.0, -2.5], [-0.3, -0.1, -0.2]]  # a explains edits 0 and 2
+    b_lp = [[-2.0, -2.2], [-0.2, -0.1], [-2.5, -2.0, -3.0]]  # b explains edit 1 only
+    parts = {name: PolicyScore(name, nll=0.0, cost=0.0, n=3, tokens=7, served=True, token_logprobs=lp)
+             for name, lp in (("a", a_lp), ("b", b_lp))}  # fmt: skip
+    nll, tokens = pipeline.held_out_mixture_nll(parts, folds=3)
+    expected = 0.0
+    for i in range(3):
+        w = fit_mixture_weights({"a": [x for j, x in enumerate(a_lp) if j != i], "b": [x for j, x in enumerate(b_lp) if j != i]})
+        expected -= sum(math.log(w["a"] * math.exp(x) + w["b"] * math.exp(y)) for x, y in zip(a_lp[i], b_lp[i]))
+    assert tokens == 7 and nll == pytest.approx(expected / 7)
+    in_sample, _ = evaluate.mixture_nll(fit_mixture_weights({"a": a_lp, "b": b_lp}), parts)
+    assert nll > in_sample  # edit 1 is scored by weights fitted where a was always right
+    # Components that agree: the weights cannot matter, and the held-out figure is theirs.
+    same = {n: replace(s, token_logprobs=a_lp) for n, s in parts.items()}
+    assert pipeline.held_out_mixture_nll(same)[0] == pytest.approx(-sum(map(sum, a_lp)) / 7)
+
+
 # --- the pipeline -------------------------------------------------------------------------------------
 
 
@@ -408,7 +435,7 @@ def test_pipeline_writes_an_explained_version_and_activates_it(tmp_path, tiny_mo
     v = versions.active(root)
     assert v.id == result.version and set(v.adapters) == {"sup", "pref"}
     assert set(v.validation) == {"base", "sup", "pref"}
-    assert v.validation["sup"]["served"] and v.validation["sup"]["cost"] < v.validation["base"]["cost"]
+    assert v.validation["sup"]["served"] and v.validation["sup"]["nll"] < v.validation["base"]["nll"]
     assert set(v.validation["sup"]) >= {"cost", "nll", "n", "degenerate", "served", "reason"}
     ids = v.read_json("edits.json")
     assert len(ids["train"]) == 16 and len(ids["validation"]) == 4 and not set(ids["train"]) & set(ids["validation"])
@@ -428,7 +455,7 @@ def test_pipeline_writes_an_explained_version_and_activates_it(tmp_path, tiny_mo
     again = pipeline.run(tiny_model_dir, db, _fast_pipeline(["sup"]), versions_root=root)
     comparison = versions.load_version(again.version, root).read_json("comparison.json")
     assert comparison["against"] == v.id and comparison["n"] == 4
-    assert again.activated == (again.validation["sup"]["cost"] <= comparison["cost"])
+    assert again.activated == (again.validation["sup"]["nll"] <= comparison["nll"])
 
 
 def test_incremental_retrain_continues_the_active_adapters_on_new_edits_only(tmp_path, tiny_model_dir):  # noqa: F811

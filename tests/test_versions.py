@@ -26,9 +26,11 @@ def fake_adapter(folder: Path) -> None:
 
 
 def make_version(root: Path, costs: dict[str, float], *, served: dict[str, bool] | None = None,
-                 comparison: dict | None = None, capped: dict[str, float] | None = None) -> versions.Version:  # fmt: skip
-    """A version whose validation gives `costs` per policy (base included), and `capped` costs where given."""
-    served, capped = served or {}, capped or {}
+                 comparison: dict | None = None, capped: dict[str, float] | None = None,
+                 nll: dict[str, float] | None = None) -> versions.Version:  # fmt: skip
+    """A version whose validation gives `costs` per policy (base included), `capped` costs where given
+    and the log-loss `nll` where given (by default equal to the cost, so both measures rank alike)."""
+    served, capped, nll = served or {}, capped or {}, (dict(costs) if nll is None else nll)
     with versions.VersionWriter("/models/base", root) as w:
         for policy in costs:
             if policy != "base":
@@ -36,7 +38,7 @@ def make_version(root: Path, costs: dict[str, float], *, served: dict[str, bool]
         w.write_json(
             "validation.json",
             {
-                p: {"cost": c, "nll": 1.0, "n": 5, "degenerate": False, "served": served.get(p, True), "reason": "",
+                p: {"cost": c, **({"nll": nll[p]} if p in nll else {}), "n": 5, "degenerate": False, "served": served.get(p, True), "reason": "",
                     **({"capped_cost": capped[p]} if p in capped else {})}
                 for p, c in costs.items()
             },
@@ -104,7 +106,7 @@ def test_the_gate_refuses_a_worse_version(root):
     worse = make_version(root, {"base": 0.5, "sup": 0.3, "pref": 0.35})
     decision = versions.activate(worse.id, root=root)
     assert not decision.activated and "worse" in decision.reason
-    assert (decision.candidate_cost, decision.active_cost) == (0.3, 0.2)
+    assert (decision.candidate_score, decision.active_score, decision.measure) == (0.3, 0.2, "log-loss")
     assert versions.active(root).id == good.id
     assert versions.activate(worse.id, root=root, tolerance=0.15).activated  # within tolerance
 
@@ -116,22 +118,45 @@ def test_the_gate_prefers_the_comparison_on_the_same_edits(root):
     # scored on those same edits, does worse still: the candidate is better.
     candidate = make_version(root, {"base": 0.6, "sup": 0.3}, comparison={"against": good.id, "policy": "sup", "cost": 0.4})
     decision = versions.activate(candidate.id, root=root)
-    assert decision.activated and "new validation edits" in decision.reason and decision.active_cost == 0.4
+    assert decision.activated and "new validation edits" in decision.reason and decision.active_score == 0.4
     assert versions.active(root).id == candidate.id
 
 
 def test_the_gate_compares_capped_costs(root):
     """A few long suggestions against short fixes make the uncapped mean; the gate compares each edit's
     cost capped at 1, as the bandit counts them: here PREF is better on most edits, SUP on the mean."""
-    good = make_version(root, {"base": 5.0, "sup": 2.0}, capped={"base": 0.9, "sup": 0.8})
+    good = make_version(root, {"base": 5.0, "sup": 2.0}, capped={"base": 0.9, "sup": 0.8}, nll={})
     versions.activate(good.id, root=root)
     candidate = make_version(root, {"base": 6.0, "sup": 3.0, "pref": 4.0}, capped={"base": 0.9, "sup": 0.8, "pref": 0.6},
-                             comparison={"against": good.id, "policy": "sup", "cost": 2.5, "capped_cost": 0.7})  # fmt: skip
+                             comparison={"against": good.id, "policy": "sup", "cost": 2.5, "capped_cost": 0.7}, nll={})  # fmt: skip
     assert candidate.best() == ("pref", 0.6)
     decision = versions.activate(candidate.id, root=root)
-    assert decision.activated and (decision.candidate_cost, decision.active_cost) == (0.6, 0.7)
+    assert decision.activated and (decision.candidate_score, decision.active_score, decision.measure) == (0.6, 0.7, "cost")
     # A version that recorded only the uncapped mean is compared on that.
     assert versions.gate_cost({"cost": 2.0}) == 2.0 and versions.gate_cost({"cost": 2.0, "capped_cost": None}) == 2.0
+
+
+def test_versions_rank_and_gate_on_the_log_loss_of_the_edits(root):
+    """y′ is an edit of the answer the user was shown, so validation cost favours whoever wrote that
+    answer (training.evaluate.judge); the log-loss of y′ decides, the cost only breaks ties."""
+    v = make_version(root, {"base": 0.2, "sup": 0.5, "pref": 0.3, "cost": 0.55},
+                     nll={"base": 1.0, "sup": 0.6, "pref": 0.9, "cost": 0.6})  # fmt: skip
+    assert v.best() == ("sup", 0.6) and v.best(versions.COST) == ("pref", 0.3)
+    assert versions.activate(v.id, root=root).activated
+    # Dearer answers on the new edits than the active version's, but a likelier y′: it replaces it.
+    better = make_version(root, {"base": 0.2, "sup": 0.6}, nll={"base": 1.0, "sup": 0.5},
+                          comparison={"against": v.id, "policy": "sup", "cost": 0.3, "nll": 0.55})  # fmt: skip
+    decision = versions.activate(better.id, root=root)
+    assert decision.activated and decision.measure == "log-loss" and (decision.candidate_score, decision.active_score) == (0.5, 0.55)
+    worse = make_version(root, {"base": 0.2, "sup": 0.1}, nll={"base": 1.0, "sup": 0.7},
+                         comparison={"against": better.id, "policy": "sup", "cost": 0.4, "nll": 0.6})  # fmt: skip
+    decision = versions.activate(worse.id, root=root)
+    assert not decision.activated and "0.700 is worse than" in decision.reason and "log-loss" in decision.reason
+    # A side without a log-loss (a version from before it was recorded): both are compared on cost.
+    old = make_version(root, {"base": 0.2, "sup": 0.1}, nll={"base": 1.0, "sup": 0.7},
+                       comparison={"against": better.id, "policy": "sup", "cost": 0.4})  # fmt: skip
+    decision = versions.activate(old.id, root=root)
+    assert decision.activated and decision.measure == "cost" and (decision.candidate_score, decision.active_score) == (0.1, 0.4)
 
 
 def test_a_version_without_a_served_trained_policy_is_refused_unless_forced(root):

@@ -31,6 +31,7 @@ import contextlib
 import importlib
 import importlib.util
 import logging
+import math
 import os
 import shutil
 import sys
@@ -445,7 +446,9 @@ def _validate(model_dir, cfg, val, adapters: dict[str, Path], current, mixture: 
         mixtures["prev_mixture"] = (current.mixture_weights, {**prev_scores, versions.BASE: scores["base"]}, rename)
     mixed = backend.mixtures(mixtures) if mixtures else {}
     if "mixture" in mixed:
-        scores["mixture"] = mixed["mixture"]
+        # Judged, ranked and warm-started on edits its weights were not fitted on (held_out_mixture_nll).
+        nll, tokens = held_out_mixture_nll({k: scores[k] for k in scores}, cfg.mixture_min_weight)
+        scores["mixture"] = replace(mixed["mixture"], nll=nll, tokens=tokens)
         judge(scores, cfg.eval)
 
     comparison = None
@@ -560,21 +563,25 @@ def _fit_mixture(scores: dict[str, PolicyScore], result: RunResult, min_weight: 
     if len(parts) < 2:
         result.skipped["mixture"] = "MIXTURE needs at least one trained policy that passed validation"
         return {}
-    dropped: dict[str, float] = {}
     try:
         mod = importlib.import_module(OPTIONAL_LEARNERS["mixture"])
-        weights = _mixture_weights(mod, parts)
-        small = {k: v for k, v in weights.items() if v < min_weight}
-        if small and len(small) < len(weights):
-            dropped = small
-            kept = {k: s for k, s in parts.items() if k not in small}
-            weights = _mixture_weights(mod, kept) if len(kept) > 1 else {next(iter(kept)): 1.0}
+        weights, dropped = _pruned_weights(mod, parts, min_weight)
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         result.skipped["mixture"] = f"MIXTURE failed: {type(exc).__name__}: {exc}"
         return {}
     result.trained["mixture"] = {"weights": weights, **({"dropped": dropped} if dropped else {})}
     return weights
+
+
+def _pruned_weights(mod, parts: dict[str, PolicyScore], min_weight: float) -> tuple[dict[str, float], dict[str, float]]:
+    """(weights, the components dropped for weighing below `min_weight` with their weights)."""
+    weights = _mixture_weights(mod, parts)
+    small = {k: v for k, v in weights.items() if v < min_weight}
+    if not small or len(small) == len(weights):
+        return weights, {}
+    kept = {k: s for k, s in parts.items() if k not in small}
+    return (_mixture_weights(mod, kept) if len(kept) > 1 else {next(iter(kept)): 1.0}), small
 
 
 def _mixture_weights(mod, parts: dict[str, PolicyScore]) -> dict[str, float]:
@@ -584,6 +591,38 @@ def _mixture_weights(mod, parts: dict[str, PolicyScore]) -> dict[str, float]:
     if total <= 0:
         raise ValueError(f"fit_mixture_weights returned no positive weight: {raw}")
     return {k: v / total for k, v in weights.items()}
+
+
+def held_out_mixture_nll(scores: dict[str, PolicyScore], min_weight: float = 0.0, folds: int = 5
+                         ) -> tuple[float, int]:  # fmt: skip
+    """The Mixture's log-loss of y′ where each validation edit is scored with weights fitted on the
+    others (`folds`-fold, edit i in fold i mod folds): (mean per token, tokens).
+
+    The weights are fitted on these very edits, so the Mixture's log-loss on them is at most its best
+    component's by construction, and the gate, the version's best policy and the Late ensemble's order
+    (all on log-loss) would always rank it first. Scored on edits its weights never saw, it competes
+    on the same footing as the single policies. Fewer than 2 edits: the in-sample figure."""
+    from training.evaluate import mixture_nll
+
+    parts = {name: s for name, s in scores.items() if s.served}
+    n = next(iter(parts.values())).n if parts else 0
+    if n < 2 or len(parts) < 2:
+        return mixture_nll(_mixture_weights(importlib.import_module(OPTIONAL_LEARNERS["mixture"]), parts), parts)
+    mod = importlib.import_module(OPTIONAL_LEARNERS["mixture"])
+    k = min(folds, n)
+    total, tokens = 0.0, 0
+    for fold in range(k):
+        train = [i for i in range(n) if i % k != fold]
+        test = [i for i in range(n) if i % k == fold]
+        weights, _ = _pruned_weights(mod, {name: _subset(s, train) for name, s in parts.items()}, min_weight)
+        nll, count = mixture_nll(weights, {name: _subset(s, test) for name, s in parts.items()})
+        if count:
+            total, tokens = total + nll * count, tokens + count
+    return (total / tokens if tokens else math.nan), tokens
+
+
+def _subset(s: PolicyScore, edits: list[int]) -> PolicyScore:
+    return replace(s, n=len(edits), token_logprobs=[s.token_logprobs[i] for i in edits])
 
 
 def _score_mixture(peft, tokenizer, val, weights, parts, rename, cfg) -> PolicyScore:

@@ -463,7 +463,7 @@ class Bench:
         return {"weights": fit.by_name, "source": "bench", "why": result.skipped.get("mixture", "")}
 
     def _online(self, setting, seed, version, policies, mixture, record, work: Path) -> None:
-        from server.bandit import Bandit, prior_cost
+        from server.bandit import Bandit, warm_start
 
         cfg = self.cfg
         key = BASE_KEY
@@ -481,8 +481,8 @@ class Bench:
         methods = [*policies, "late"]
         users = {m: setting.make_user(user_seed, switch_after=switch) for m in methods}
         validation = (version.validation if version is not None else {}) or {}
-        bandit = Bandit.from_observations(key, {p: prior_cost(validation.get(p) or {}) for p in policies}, [],
-                                          policies=policies)  # fmt: skip
+        order, priors = warm_start(validation, policies)
+        bandit = Bandit.from_observations(key, priors, [], policies=order)
         rounds: dict[str, list[float]] = {m: [] for m in methods}
         passed: dict[str, list[bool]] = {m: [] for m in methods}
         arms: list[str] = []
