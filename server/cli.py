@@ -170,7 +170,8 @@ def cmd_model_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_model_list(args: argparse.Namespace) -> int:
-    """List the trained model versions, newest first, with their validation costs."""
+    """List the trained model versions, newest first, with their validation log-loss (what policies
+    are ranked by) and cost."""
     from server import versions
 
     active = versions.read_pointer().get("version")
@@ -178,9 +179,14 @@ def cmd_model_list(args: argparse.Namespace) -> int:
     if not found:
         print("no trained versions yet: the base model answers")
     for v in sorted(found, key=lambda v: v.id, reverse=True):
-        costs = ", ".join(f"{p} {f.get('cost'):.3f}" for p, f in v.validation.items() if f.get("cost") is not None)
-        print(f"{'*' if v.id == active else ' '} {v.id}  served: {', '.join(v.served) or '-'}  validation cost: {costs}")
+        figures = ", ".join(f"{p} {_num(f.get('nll'))}/{_num(f.get('cost'))}" for p, f in v.validation.items())
+        print(f"{'*' if v.id == active else ' '} {v.id}  served: {', '.join(v.served) or '-'}  "
+              f"validation log-loss/cost: {figures}")
     return 0
+
+
+def _num(value) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
 
 
 def _info_dict(info) -> dict:

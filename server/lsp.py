@@ -132,6 +132,8 @@ class RedlineServer(LanguageServer):
             "trained_at": v.manifest.get("committed_at") if v else None,
             "edits": (v.read_json("edits.json", {}) or {}).get("counts") if v else None,
             "validation": {p: f.get("cost") for p, f in v.validation.items()} if v else {},
+            # What the gate and the bandit's first picks rank by (training.evaluate.judge says why).
+            "validation_log_loss": {p: f.get("nll") for p, f in v.validation.items()} if v else {},
         }
         if self.bandit is not None:
             snap = self.bandit.snapshot()

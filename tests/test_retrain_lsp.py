@@ -109,7 +109,7 @@ async def test_retrain_now_serves_the_new_version(client, home):
             break
         await asyncio.sleep(0.5)
     assert "sup" in version["policies"], version
-    assert version["validation"]["sup"] is not None
+    assert version["validation"]["sup"] is not None and version["validation_log_loss"]["sup"] is not None
     assert version["bandit"]["arms"]["sup"]["n"] == 0  # warm-started, no live episodes yet
     # The next suggestion comes from the new version and names its policy.
     uri = "file:///p/new.py"

@@ -295,3 +295,14 @@ def _reached(stop_at: str, pid: int, log: Path) -> bool:
         return any(e.get("learner") == "sup" and e.get("stage") == "train" and e.get("step") == 3 for e in events)
     with open(f"/proc/{pid}/stat") as fh:  # stopped by itself (state T)
         return fh.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_the_version_list_shows_what_policies_are_ranked_by(tmp_path, monkeypatch, capsys):
+    from server import cli
+
+    monkeypatch.setenv("REDLINE_HOME", str(tmp_path / "home"))
+    v = make_version(versions.versions_root(), {"base": 0.2, "sup": 0.5}, nll={"base": 1.0, "sup": 0.6})
+    versions.activate(v.id)
+    assert cli.cmd_model_list(None) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(f"* {v.id}") and "validation log-loss/cost: base 1.000/0.200, sup 0.600/0.500" in line

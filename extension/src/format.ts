@@ -85,7 +85,10 @@ export function policyLines(version: VersionSummary | null | undefined): string[
         lines.push(`Policies${bandit ? ` (bandit: ${bandit.episodes} settled edits)` : ''}:`);
         for (const policy of policies) {
             const arm = bandit?.arms?.[policy];
-            const parts = [`validation cost ${cost(version.validation?.[policy])}`];
+            const parts = [
+                `validation log-loss ${cost(version.validation_log_loss?.[policy])}`,
+                `cost ${cost(version.validation?.[policy])}`,
+            ];
             if (arm) {
                 parts.push(`bandit ${cost(arm.mean_cost)} over ${arm.n} edits`, `index ${cost(arm.index)}`);
             }
@@ -212,22 +215,26 @@ function versionSection(status: StatusPayload | undefined): string[] {
     out.push(
         '',
         ...markdownTable(
-            ['policy', 'validation cost', 'live edits', 'bandit mean cost', 'bandit index'],
+            ['policy', 'validation log-loss', 'validation cost', 'live edits', 'bandit mean cost', 'bandit index'],
             policies.map((policy) => {
                 const arm = bandit?.arms?.[policy];
                 return [
                     `${policy}${pick === policy ? ' (next)' : ''}`,
+                    cost(version.validation_log_loss?.[policy]),
                     cost(version.validation?.[policy]),
                     arm ? String(arm.n) : '–',
                     cost(arm?.mean_cost),
                     cost(arm?.index),
                 ];
             }),
-            [false, true, true, true, true],
+            [false, true, true, true, true, true],
         ),
         '',
-        'Costs are mean word-level edit costs (lower is better). For each suggestion the bandit picks ' +
-            'the policy with the lowest index.',
+        'Costs are mean word-level edit costs (lower is better). Validation ranks policies by log-loss ' +
+            '(nats per token of your edited texts): your edits keep the wording of the answers you were ' +
+            'shown, so validation cost favours whichever policy wrote them. A new version tries its ' +
+            'policies in log-loss order; then for each suggestion the bandit picks the policy with the ' +
+            'lowest index.',
         '',
     );
     return out;

@@ -72,6 +72,8 @@ export interface VersionSummary {
     edits: Record<string, number> | null;
     /** Mean validation edit cost per policy (lower is better); null where not measured. */
     validation: Record<string, number | null>;
+    /** Validation log-loss of the edited texts per policy (nats per token): what policies are ranked by. */
+    validation_log_loss?: Record<string, number | null>;
     /** The live bandit that picks a policy per request. */
     bandit?: BanditSummary;
 }

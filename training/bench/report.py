@@ -95,10 +95,15 @@ def drift_split(runs: list[dict], cap: float | None = COST_CAP) -> dict[str, dic
 PHASES = ("offline_s", "train_s", "online_s")
 
 
+def _figure(value) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "–"
+
+
 def validation_agreement(runs: list[dict], cap: float | None = COST_CAP) -> dict[str, dict]:
     """Does the trainer's validation predict what the user then does online? For each of its two
     figures, the greedy answers' capped cost against held-out y′ (what the gate and Late's warm start
-    use) and the log-loss of y′ (what Early and the Mixture use): the share of policy pairs whose
+    used until they moved to the log-loss) and the log-loss of y′ (what they use now, with Early and the
+    Mixture): the share of policy pairs whose
     order it gets right (pairs tied online left out), and the mean online regret of serving the
     policy it ranks first instead of the run's best. Trained policies and the base model only (the
     Mixture's validation is not comparable across runs where the bench fitted it)."""
@@ -397,7 +402,8 @@ def render(results: dict, plots: list[Path], report_dir: Path) -> str:
         f"trained on them by Redline's trainer, then {cfg['rounds']} online rounds on unseen contexts in which "
         f"every method answers and the user edits; {len(seeds)} seed{'s' if len(seeds) != 1 else ''} "
         f"({', '.join(map(str, seeds))}). Late is the server's UCB bandit over the trained policies, "
-        "warm-started from the trainer's validation costs and learning from each round's cost.",
+        "warm-started from the trainer's validation (policies tried in the order of their log-loss of y′, each "
+        "starting at the base model's validation cost) and learning from each round's cost.",
         "",
         f"- Command: `{results['command']}`",
         f"- Model: `{results['model']}`",
@@ -460,17 +466,19 @@ def render(results: dict, plots: list[Path], report_dir: Path) -> str:
             out += [f"![{p.stem}]({rel.as_posix()})", ""]
 
     out += ["## Training and the validation gate, per run", "",
-            "Validation cost of each policy as Redline's trainer scored it (its greedy answer, cut as the "
-            "logged answers were, against the held-out y′; uncapped); ✗ = the trainer's gate would not serve it "
-            "(the bench serves every trained policy anyway). Late: how often the bandit picked each policy.", "",
-            "| Setting | Seed | Edits (train/val) | Offline cost | Validation cost | Mixture weights | Late picks |",
+            "Validation log-loss / cost of each policy as Redline's trainer scored it: the log-loss per token of "
+            "the held-out y′ (what the gate, the version's best policy and Late's first picks rank by; the "
+            "Mixture's on edits its weights were not fitted on), and its greedy answer's cost against y′, cut "
+            "as the logged answers were (uncapped); ✗ = the trainer's gate would not serve it (the bench serves "
+            "every trained policy anyway). Late: how often the bandit picked each policy.", "",
+            "| Setting | Seed | Edits (train/val) | Offline cost | Validation log-loss / cost | Mixture weights | Late picks |",
             "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in runs:
         train = r.get("train") or {}
         counts = train.get("counts") or {}
         val = train.get("validation") or {}
-        vtext = ", ".join(f"{p} {v['cost']:.2f}{'' if v.get('served') else ' ✗'}" for p, v in val.items()
-                          if v.get("cost") is not None) or train.get("error", "—")  # fmt: skip
+        vtext = ", ".join(f"{p} {_figure(v.get('nll'))}/{v['cost']:.2f}{'' if v.get('served') else ' ✗'}"
+                          for p, v in val.items() if v.get("cost") is not None) or train.get("error", "—")  # fmt: skip
         mix = (train.get("mixture") or {})
         mtext = ", ".join(f"{p} {w:.2f}" for p, w in (mix.get("weights") or {}).items())
         if mix.get("source") == "bench":
