@@ -77,10 +77,10 @@ def warm_start(validation: Mapping[str, Mapping], policies: Sequence[str], base:
     that cost or any log-loss, each policy starts at its own validation cost, in the given order."""
     order = list(policies)
     anchor = prior_cost(validation.get(base) or {})
-    nll = {p: _finite((validation.get(p) or {}).get("nll")) for p in order}
+    nll = {p: finite((validation.get(p) or {}).get("nll")) for p in order}
     if anchor is None or all(v is None for v in nll.values()):
         return order, {p: prior_cost(validation.get(p) or {}) for p in order}
-    ranked = sorted(order, key=lambda p: (nll[p] is None, nll[p] if nll[p] is not None else 0.0, order.index(p)))
+    ranked = sorted(order, key=lambda p: (nll[p] is None, nll[p] or 0.0))  # stable: ties keep the given order
     return ranked, {p: anchor for p in ranked}
 
 
@@ -101,7 +101,7 @@ class Bandit:
         self.policies = list(policies)
         self.version_id = version_id
         self.config = config or BanditConfig()
-        self.prior = {p: _finite((validation_costs or {}).get(p)) for p in self.policies}
+        self.prior = {p: finite((validation_costs or {}).get(p)) for p in self.policies}
         self._stats: dict[str, dict[str, ArmStats]] = {}
         self._lock = threading.Lock()
         self._table(ALL_LANGUAGES)
@@ -177,7 +177,7 @@ class Bandit:
 
     def update(self, policy: str | None, language: str | None, cost: float | None) -> bool:
         """Record one episode. Returns False (and records nothing) for an unknown policy or no cost."""
-        value = _finite(cost)
+        value = finite(cost)
         if policy not in self.prior or value is None:
             return False
         value = min(max(value, 0.0), self.config.cost_cap)
@@ -223,7 +223,8 @@ class Bandit:
             }
 
 
-def _finite(value) -> float | None:
+def finite(value) -> float | None:
+    """`value` as a float, or None when it is missing, not a number or not finite."""
     try:
         v = float(value)
     except (TypeError, ValueError):

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server import paths
-from server.bandit import prior_cost
+from server.bandit import finite, prior_cost
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -321,21 +321,13 @@ def figure(figures: dict, measure: str) -> float | None:
     """A policy's validation figure under `measure`: `LOG_LOSS`, the mean log-loss per token of the
     users' edited texts y′ (nats), or `COST`, `gate_cost`. None when not recorded (or not finite)."""
     if measure == LOG_LOSS:
-        return _finite(figures.get("nll"))
+        return finite(figures.get("nll"))
     return gate_cost(figures)
 
 
 def common_measure(*figures: dict) -> str:
     """The measure all of `figures` can be compared on: the log-loss when each has one, else the cost."""
     return LOG_LOSS if figures and all(figure(f, LOG_LOSS) is not None for f in figures) else COST
-
-
-def _finite(value) -> float | None:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return None
-    return v if v == v and abs(v) != float("inf") else None
 
 
 def _or_inf(value: float | None) -> float:

@@ -447,7 +447,7 @@ def _validate(model_dir, cfg, val, adapters: dict[str, Path], current, mixture: 
     mixed = backend.mixtures(mixtures) if mixtures else {}
     if "mixture" in mixed:
         # Judged, ranked and warm-started on edits its weights were not fitted on (held_out_mixture_nll).
-        nll, tokens = held_out_mixture_nll({k: scores[k] for k in scores}, cfg.mixture_min_weight)
+        nll, tokens = held_out_mixture_nll(scores, cfg.mixture_min_weight)
         scores["mixture"] = replace(mixed["mixture"], nll=nll, tokens=tokens)
         judge(scores, cfg.eval)
 
@@ -604,11 +604,11 @@ def held_out_mixture_nll(scores: dict[str, PolicyScore], min_weight: float = 0.0
     on the same footing as the single policies. Fewer than 2 edits: the in-sample figure."""
     from training.evaluate import mixture_nll
 
+    mod = importlib.import_module(OPTIONAL_LEARNERS["mixture"])
     parts = {name: s for name, s in scores.items() if s.served}
     n = next(iter(parts.values())).n if parts else 0
     if n < 2 or len(parts) < 2:
-        return mixture_nll(_mixture_weights(importlib.import_module(OPTIONAL_LEARNERS["mixture"]), parts), parts)
-    mod = importlib.import_module(OPTIONAL_LEARNERS["mixture"])
+        return mixture_nll(_mixture_weights(mod, parts), parts)
     k = min(folds, n)
     total, tokens = 0.0, 0
     for fold in range(k):

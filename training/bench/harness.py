@@ -10,9 +10,9 @@ For each setting (a simulated user on a set of contexts) and each seed:
 3. Online rounds. On `rounds` contexts of the online split, every method answers every context and a
    user of its own edits the answer: base, each trained adapter and the Mixture through the runtime;
    Late is the server's bandit over all of them (`server.bandit`, warm-started from the version's
-   validation: `server.bandit.warm_start`), which picks one policy per round and learns from the cost it sees. Each
-   method's user has the same seed, so a weak user drops the same preferences for every method in
-   a round. In a drift setting the user's preference changes halfway through the online rounds
+   validation: `server.bandit.warm_start`), which picks one policy per round and learns from the
+   cost it sees. Each method's user has the same seed, so a weak user drops the same preferences
+   for every method in a round. In a drift setting the user's preference changes halfway through the online rounds
    (the offline log is all before the change).
 4. Seeds. The seed draws the contexts of both splits, the users' choices and the learners' seed.
 

@@ -102,10 +102,9 @@ def _figure(value) -> str:
 def validation_agreement(runs: list[dict], cap: float | None = COST_CAP) -> dict[str, dict]:
     """Does the trainer's validation predict what the user then does online? For each of its two
     figures, the greedy answers' capped cost against held-out y′ (what the gate and Late's warm start
-    used until they moved to the log-loss) and the log-loss of y′ (what they use now, with Early and the
-    Mixture): the share of policy pairs whose
-    order it gets right (pairs tied online left out), and the mean online regret of serving the
-    policy it ranks first instead of the run's best. Trained policies and the base model only (the
+    used until they moved to the log-loss) and the log-loss of y′ (what they use now, with Early and
+    the Mixture): the share of policy pairs whose order it gets right (pairs tied online left out), and
+    the mean online regret of serving the policy it ranks first instead of the run's best. Trained policies and the base model only (the
     Mixture's validation is not comparable across runs where the bench fitted it)."""
     out = {}
     for key, name in (("capped_cost", "cost"), ("nll", "log-loss")):
